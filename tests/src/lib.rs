@@ -1,0 +1,3 @@
+//! Shared pieces of the workspace integration tests.
+
+pub mod vectors;
