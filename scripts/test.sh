@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The project's test command (README "Test"): Rust workspace tests, then the Foundry suites
-# (when contracts/test has any), installing the pinned npm toolchain first if needed.
+# The project's test command (README "Set-up"): Rust workspace tests, then the Foundry
+# suites, installing the pinned npm toolchain first if needed.
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+
+# The pinned Foundry toolchain; its build also produces the contract artifacts (out/) that
+# the Rust end-to-end tests deploy.
+[ -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ] || npm ci --no-audit --no-fund || status=1
+scripts/forge build || status=1
 
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=1
 rust=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
@@ -15,8 +20,7 @@ passed=${rust% *}
 failed=${rust#* }
 
 if compgen -G "contracts/test/*.t.sol" >/dev/null; then
-  [ -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ] || npm ci --no-audit --no-fund || status=1
-  cargo build --release -p myelin-cli --bin myelin || status=1
+  cargo build -p myelin-cli --bin myelin || status=1
   scripts/forge test --json > "$log" 2>&1 || status=1
   forge=$(node -e 'let r={};try{r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"))}catch{}
     let p=0,f=0;for(const s of Object.values(r))for(const t of Object.values(s.test_results||{})){if(t.status==="Success")p++;else if(t.status==="Failure")f++}

@@ -1,3 +1,4 @@
 //! Shared pieces of the workspace integration tests.
 
+pub mod chain;
 pub mod vectors;

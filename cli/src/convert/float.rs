@@ -1,0 +1,704 @@
+//! A float32 interpreter for the ONNX op subset the converter supports. It runs the graph
+//! exactly as written (batch axis included, BatchNormalization unfolded), so it is both the
+//! calibration engine and the float reference of `myelin compare`. Sums accumulate in f64.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+use super::graph::{Graph, Node};
+
+/// A dense float tensor in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+
+    fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
+        Tensor::new(
+            self.shape.clone(),
+            self.data.iter().map(|&x| f(x)).collect(),
+        )
+    }
+}
+
+/// Error for an op the converter does not know, naming it and the node.
+pub fn unsupported(node: &Node) -> anyhow::Error {
+    anyhow!(
+        "unsupported ONNX op `{}` (node `{}`); supported: Gemm, MatMul, Add, Conv, BatchNormalization, \
+         Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Sigmoid, Tanh, Softmax, \
+         Identity",
+        node.op,
+        node.name
+    )
+}
+
+/// Kernel, strides and pads of a convolution or pooling node over 1 or 2 spatial axes,
+/// always expressed in 2-D (a 1-D window has kernel height 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+}
+
+impl Window {
+    /// Reads `kernel_shape` (or `kernel` when given), `strides`, `pads`, and checks that
+    /// `dilations` are 1 and `auto_pad` is NOTSET or VALID.
+    pub fn from_node(node: &Node, spatial: usize, kernel: Option<&[usize]>) -> Result<Window> {
+        ensure!(
+            spatial == 1 || spatial == 2,
+            "{}: only 1-D and 2-D windows are supported",
+            node.describe()
+        );
+        let kernel: Vec<usize> = match (node.ints("kernel_shape")?, kernel) {
+            (Some(k), _) => k.iter().map(|&v| v as usize).collect(),
+            (None, Some(k)) => k.to_vec(),
+            (None, None) => bail!("{}: missing kernel_shape", node.describe()),
+        };
+        let strides: Vec<usize> = node
+            .ints("strides")?
+            .map(|s| s.iter().map(|&v| v as usize).collect())
+            .unwrap_or(vec![1; spatial]);
+        let pads: Vec<usize> = node
+            .ints("pads")?
+            .map(|s| s.iter().map(|&v| v as usize).collect())
+            .unwrap_or(vec![0; 2 * spatial]);
+        if let Some(d) = node.ints("dilations")? {
+            ensure!(
+                d.iter().all(|&v| v == 1),
+                "{}: dilations {d:?} are not supported (only 1)",
+                node.describe()
+            );
+        }
+        match node.string("auto_pad")?.as_deref() {
+            None | Some("NOTSET") | Some("VALID") => {}
+            Some(p) => bail!(
+                "{}: auto_pad={p} is not supported; export with explicit pads",
+                node.describe()
+            ),
+        }
+        ensure!(
+            kernel.len() == spatial && strides.len() == spatial && pads.len() == 2 * spatial,
+            "{}: window attributes do not match {spatial} spatial axes",
+            node.describe()
+        );
+        ensure!(
+            kernel.iter().chain(&strides).all(|&v| v >= 1),
+            "{}: kernel and strides must be at least 1",
+            node.describe()
+        );
+        Ok(if spatial == 2 {
+            Window {
+                kernel: [kernel[0], kernel[1]],
+                stride: [strides[0], strides[1]],
+                pads: [pads[0], pads[1], pads[2], pads[3]],
+            }
+        } else {
+            Window {
+                kernel: [1, kernel[0]],
+                stride: [1, strides[0]],
+                pads: [0, pads[0], 0, pads[1]],
+            }
+        })
+    }
+
+    /// Output `[oh, ow]` over an `[h, w]` map (floor mode; `ceil_mode = 1` is accepted only
+    /// when it gives the same size).
+    pub fn output(&self, node: &Node, h: usize, w: usize) -> Result<[usize; 2]> {
+        let ceil = node.int("ceil_mode", 0)? != 0;
+        let mut out = [0; 2];
+        for (axis, size) in [h, w].into_iter().enumerate() {
+            let padded = size + self.pads[axis] + self.pads[axis + 2];
+            let k = self.kernel[axis];
+            ensure!(
+                padded >= k,
+                "{}: kernel {k} is larger than the padded input {padded}",
+                node.describe()
+            );
+            let span = padded - k;
+            ensure!(
+                !ceil || span.is_multiple_of(self.stride[axis]),
+                "{}: ceil_mode=1 changes the output size here; only floor mode is supported",
+                node.describe()
+            );
+            out[axis] = span / self.stride[axis] + 1;
+        }
+        Ok(out)
+    }
+}
+
+/// `[N, C, H, W]` dims of a rank-3 (`[N, C, L]`, as H = 1) or rank-4 tensor.
+fn nchw(node: &Node, shape: &[usize]) -> Result<[usize; 4]> {
+    match *shape {
+        [n, c, l] => Ok([n, c, 1, l]),
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => bail!(
+            "{}: expected a [N, C, H, W] or [N, C, L] input, got {shape:?}",
+            node.describe()
+        ),
+    }
+}
+
+/// The float interpreter over a loaded graph.
+pub struct Runner<'g> {
+    graph: &'g Graph,
+}
+
+impl<'g> Runner<'g> {
+    pub fn new(graph: &'g Graph) -> Self {
+        Runner { graph }
+    }
+
+    /// Runs the graph on `input` (batch axis first) and returns the output. `observe` sees
+    /// the input and every intermediate tensor by its ONNX name.
+    pub fn run(&self, input: Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+        let g = self.graph;
+        observe(&g.input, &input);
+        let mut env: HashMap<&str, Tensor> = HashMap::from([(g.input.as_str(), input)]);
+        for node in &g.nodes {
+            let y = self
+                .eval(node, &env)
+                .with_context(|| format!("running {}", node.describe()))?;
+            let out = node
+                .outputs
+                .first()
+                .ok_or_else(|| anyhow!("{} has no output", node.describe()))?;
+            observe(out, &y);
+            env.insert(out.as_str(), y);
+        }
+        env.remove(g.output.as_str())
+            .or_else(|| {
+                g.consts
+                    .get(&g.output)
+                    .map(|c| Tensor::new(c.dims.clone(), c.f32()))
+            })
+            .ok_or_else(|| anyhow!("graph output `{}` is never produced", g.output))
+    }
+
+    fn get(&self, env: &HashMap<&str, Tensor>, node: &Node, i: usize) -> Result<Tensor> {
+        let name = node
+            .input(i)
+            .ok_or_else(|| anyhow!("{}: missing input {i}", node.describe()))?;
+        if let Some(t) = env.get(name) {
+            return Ok(t.clone());
+        }
+        let c = self
+            .graph
+            .consts
+            .get(name)
+            .ok_or_else(|| anyhow!("{}: unknown tensor `{name}`", node.describe()))?;
+        Ok(Tensor::new(c.dims.clone(), c.f32()))
+    }
+
+    fn eval(&self, node: &Node, env: &HashMap<&str, Tensor>) -> Result<Tensor> {
+        let x = || self.get(env, node, 0);
+        Ok(match node.op.as_str() {
+            "Identity" => x()?,
+            "Relu" => x()?.map(|v| v.max(0.0)),
+            "Sigmoid" => x()?.map(|v| 1.0 / (1.0 + (-v).exp())),
+            "Tanh" => x()?.map(f32::tanh),
+            "Clip" => {
+                let (lo, hi) = clip_bounds(self.graph, node)?;
+                x()?.map(|v| v.max(lo).min(hi))
+            }
+            "Add" => broadcast_add(node, &x()?, &self.get(env, node, 1)?)?,
+            "Gemm" => gemm(
+                node,
+                &x()?,
+                &self.get(env, node, 1)?,
+                node.input(2).map(|_| self.get(env, node, 2)).transpose()?,
+            )?,
+            "MatMul" => matmul(node, &x()?, &self.get(env, node, 1)?)?,
+            "Conv" => conv(
+                node,
+                &x()?,
+                &self.get(env, node, 1)?,
+                node.input(2).map(|_| self.get(env, node, 2)).transpose()?,
+            )?,
+            "BatchNormalization" => {
+                let t = x()?;
+                let (a, c) = bn_affine(self.graph, node)?;
+                ensure!(
+                    t.shape.len() >= 2 && t.shape[1] == a.len(),
+                    "{}: channel count mismatch",
+                    node.describe()
+                );
+                let ch = t.shape[1];
+                let inner: usize = t.shape[2..].iter().product();
+                let data = t.data.iter().enumerate().map(|(i, &v)| {
+                    let c_i = (i / inner) % ch;
+                    (a[c_i] * v as f64 + c[c_i]) as f32
+                });
+                Tensor::new(t.shape.clone(), data.collect())
+            }
+            "MaxPool" | "AveragePool" => pool(node, &x()?)?,
+            "GlobalAveragePool" => {
+                let t = x()?;
+                ensure!(
+                    t.shape.len() >= 3,
+                    "{}: expected [N, C, ...]",
+                    node.describe()
+                );
+                let (n, c) = (t.shape[0], t.shape[1]);
+                let inner: usize = t.shape[2..].iter().product();
+                let data = t
+                    .data
+                    .chunks(inner)
+                    .map(|ch| (ch.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32);
+                let mut shape = vec![n, c];
+                shape.extend(std::iter::repeat_n(1, t.shape.len() - 2));
+                Tensor::new(shape, data.collect())
+            }
+            "Flatten" => {
+                let t = x()?;
+                let r = t.shape.len() as i64;
+                let mut axis = node.int("axis", 1)?;
+                if axis < 0 {
+                    axis += r;
+                }
+                ensure!(
+                    (0..=r).contains(&axis),
+                    "{}: axis out of range",
+                    node.describe()
+                );
+                let outer: usize = t.shape[..axis as usize].iter().product();
+                Tensor::new(vec![outer, t.data.len() / outer.max(1)], t.data)
+            }
+            "Reshape" => {
+                let t = x()?;
+                let shape = reshape_target(self.graph, node, &t.shape)?;
+                Tensor::new(shape, t.data)
+            }
+            "Softmax" => softmax(node, self.graph.opset, &x()?)?,
+            _ => return Err(unsupported(node)),
+        })
+    }
+}
+
+/// Clip bounds from inputs 1, 2 (opset ≥ 11) or the `min`/`max` attributes (older opsets).
+pub fn clip_bounds(graph: &Graph, node: &Node) -> Result<(f32, f32)> {
+    let scalar = |i: usize, attr: &str, default: f32| -> Result<f32> {
+        match node.input(i) {
+            Some(name) => {
+                let c = graph.consts.get(name).ok_or_else(|| {
+                    anyhow!(
+                        "{}: bound `{name}` must be a constant (initializer or Constant)",
+                        node.describe()
+                    )
+                })?;
+                let v = c.f32();
+                ensure!(
+                    v.len() == 1,
+                    "{}: bound `{name}` must be a scalar",
+                    node.describe()
+                );
+                Ok(v[0])
+            }
+            None => node.float(attr, default),
+        }
+    };
+    Ok((
+        scalar(1, "min", f32::NEG_INFINITY)?,
+        scalar(2, "max", f32::INFINITY)?,
+    ))
+}
+
+/// Per-channel `y = a · x + c` of an inference BatchNormalization.
+pub fn bn_affine(graph: &Graph, node: &Node) -> Result<(Vec<f64>, Vec<f64>)> {
+    ensure!(
+        node.outputs.len() == 1,
+        "{}: training-mode BatchNormalization is not supported",
+        node.describe()
+    );
+    let param = |i: usize| -> Result<Vec<f32>> {
+        let name = node
+            .input(i)
+            .ok_or_else(|| anyhow!("{}: missing input {i}", node.describe()))?;
+        let c = graph
+            .consts
+            .get(name)
+            .ok_or_else(|| anyhow!("{}: parameter `{name}` must be a constant", node.describe()))?;
+        Ok(c.f32())
+    };
+    let (gamma, beta, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+    let eps = node.float("epsilon", 1e-5)? as f64;
+    let n = gamma.len();
+    ensure!(
+        beta.len() == n && mean.len() == n && var.len() == n,
+        "{}: parameter lengths differ",
+        node.describe()
+    );
+    let a: Vec<f64> = (0..n)
+        .map(|i| gamma[i] as f64 / (var[i] as f64 + eps).sqrt())
+        .collect();
+    let c = (0..n)
+        .map(|i| beta[i] as f64 - a[i] * mean[i] as f64)
+        .collect();
+    Ok((a, c))
+}
+
+/// Target shape of a Reshape (constant shape input; `0` copies, `-1` infers).
+pub fn reshape_target(graph: &Graph, node: &Node, in_shape: &[usize]) -> Result<Vec<usize>> {
+    let name = node
+        .input(1)
+        .ok_or_else(|| anyhow!("{}: missing shape input", node.describe()))?;
+    let spec = graph
+        .consts
+        .get(name)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: the shape `{name}` must be a constant (dynamic shapes are not supported)",
+                node.describe()
+            )
+        })?
+        .i64()
+        .with_context(|| node.describe())?;
+    ensure!(
+        node.int("allowzero", 0)? == 0,
+        "{}: allowzero=1 is not supported",
+        node.describe()
+    );
+    let numel: usize = in_shape.iter().product();
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        match d {
+            0 => out.push(
+                *in_shape
+                    .get(i)
+                    .ok_or_else(|| anyhow!("{}: 0 copies a missing axis", node.describe()))?,
+            ),
+            -1 => {
+                ensure!(
+                    infer.is_none(),
+                    "{}: more than one -1 in shape",
+                    node.describe()
+                );
+                infer = Some(i);
+                out.push(1);
+            }
+            d if d > 0 => out.push(d as usize),
+            d => bail!("{}: invalid dimension {d}", node.describe()),
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        ensure!(
+            known > 0 && numel.is_multiple_of(known),
+            "{}: cannot reshape {in_shape:?} to {spec:?}",
+            node.describe()
+        );
+        out[i] = numel / known;
+    }
+    ensure!(
+        out.iter().product::<usize>() == numel,
+        "{}: cannot reshape {in_shape:?} to {spec:?}",
+        node.describe()
+    );
+    Ok(out)
+}
+
+fn broadcast_add(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.shape == b.shape {
+        return Ok(Tensor::new(
+            a.shape.clone(),
+            a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(),
+        ));
+    }
+    let r = a.shape.len().max(b.shape.len());
+    let pad = |s: &[usize]| {
+        let mut v = vec![1; r - s.len()];
+        v.extend_from_slice(s);
+        v
+    };
+    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
+    let mut out = Vec::with_capacity(r);
+    for (&x, &y) in sa.iter().zip(&sb) {
+        ensure!(
+            x == y || x == 1 || y == 1,
+            "{}: shapes {:?} and {:?} do not broadcast",
+            node.describe(),
+            a.shape,
+            b.shape
+        );
+        out.push(x.max(y));
+    }
+    let strides = |s: &[usize]| {
+        let mut st = vec![0; r];
+        let mut acc = 1;
+        for i in (0..r).rev() {
+            st[i] = if s[i] == 1 { 0 } else { acc };
+            acc *= s[i];
+        }
+        st
+    };
+    let (ta, tb) = (strides(&sa), strides(&sb));
+    let n: usize = out.iter().product();
+    let mut data = Vec::with_capacity(n);
+    let mut idx = vec![0usize; r];
+    for _ in 0..n {
+        let (mut oa, mut ob) = (0, 0);
+        for i in 0..r {
+            oa += idx[i] * ta[i];
+            ob += idx[i] * tb[i];
+        }
+        data.push(a.data[oa] + b.data[ob]);
+        for i in (0..r).rev() {
+            idx[i] += 1;
+            if idx[i] < out[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+    Ok(Tensor::new(out, data))
+}
+
+fn gemm(node: &Node, a: &Tensor, b: &Tensor, c: Option<Tensor>) -> Result<Tensor> {
+    ensure!(
+        a.shape.len() == 2 && b.shape.len() == 2,
+        "{}: Gemm takes 2-D operands",
+        node.describe()
+    );
+    let (ta, tb) = (node.int("transA", 0)? != 0, node.int("transB", 0)? != 0);
+    let (alpha, beta) = (
+        node.float("alpha", 1.0)? as f64,
+        node.float("beta", 1.0)? as f64,
+    );
+    let (m, k) = if ta {
+        (a.shape[1], a.shape[0])
+    } else {
+        (a.shape[0], a.shape[1])
+    };
+    let (k2, n) = if tb {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
+    ensure!(
+        k == k2,
+        "{}: inner dimensions {k} and {k2} differ",
+        node.describe()
+    );
+    let av = |i: usize, j: usize| if ta { a.data[j * m + i] } else { a.data[i * k + j] } as f64;
+    let bv = |i: usize, j: usize| if tb { b.data[j * k + i] } else { b.data[i * n + j] } as f64;
+    let mut y = Tensor::new(vec![m, n], vec![0.0; m * n]);
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|p| av(i, p) * bv(p, j)).sum();
+            y.data[i * n + j] = (alpha * s) as f32;
+        }
+    }
+    match c {
+        Some(c) => {
+            let c = c.map(|v| (beta * v as f64) as f32);
+            broadcast_add(node, &y, &c)
+        }
+        None => Ok(y),
+    }
+}
+
+fn matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    ensure!(
+        a.shape.len() >= 2 && b.shape.len() == 2,
+        "{}: only [.., M, K] × [K, N] MatMul is supported",
+        node.describe()
+    );
+    let k = *a.shape.last().unwrap();
+    let (k2, n) = (b.shape[0], b.shape[1]);
+    ensure!(
+        k == k2,
+        "{}: inner dimensions {k} and {k2} differ",
+        node.describe()
+    );
+    let mut shape = a.shape.clone();
+    *shape.last_mut().unwrap() = n;
+    let mut data = Vec::with_capacity(a.data.len() / k * n);
+    for row in a.data.chunks(k) {
+        for j in 0..n {
+            data.push(
+                (0..k)
+                    .map(|p| row[p] as f64 * b.data[p * n + j] as f64)
+                    .sum::<f64>() as f32,
+            );
+        }
+    }
+    Ok(Tensor::new(shape, data))
+}
+
+fn conv(node: &Node, x: &Tensor, w: &Tensor, b: Option<Tensor>) -> Result<Tensor> {
+    let [n, c, h, wd] = nchw(node, &x.shape)?;
+    let spatial = x.shape.len() - 2;
+    ensure!(
+        w.shape.len() == x.shape.len(),
+        "{}: weight rank differs from input rank",
+        node.describe()
+    );
+    let oc = w.shape[0];
+    let g = node.int("group", 1)? as usize;
+    ensure!(
+        g >= 1 && c.is_multiple_of(g) && oc.is_multiple_of(g) && w.shape[1] == c / g,
+        "{}: group/channel mismatch",
+        node.describe()
+    );
+    let win = Window::from_node(node, spatial, Some(&w.shape[2..]))?;
+    let [oh, ow] = win.output(node, h, wd)?;
+    let [kh, kw] = win.kernel;
+    let (icg, ocg) = (c / g, oc / g);
+    let bias = b.map(|b| b.data).unwrap_or(vec![0.0; oc]);
+    ensure!(
+        bias.len() == oc,
+        "{}: bias length {} != {oc}",
+        node.describe(),
+        bias.len()
+    );
+    let mut y = Vec::with_capacity(n * oc * oh * ow);
+    for s in 0..n {
+        for (o, &b0) in bias.iter().enumerate() {
+            let grp = o / ocg;
+            for r in 0..oh {
+                for q in 0..ow {
+                    let mut acc = b0 as f64;
+                    for ic in 0..icg {
+                        let ci = grp * icg + ic;
+                        for i in 0..kh {
+                            let yy = (r * win.stride[0] + i) as isize - win.pads[0] as isize;
+                            if yy < 0 || yy >= h as isize {
+                                continue;
+                            }
+                            for j in 0..kw {
+                                let xx = (q * win.stride[1] + j) as isize - win.pads[1] as isize;
+                                if xx < 0 || xx >= wd as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x.data[((s * c + ci) * h + yy as usize) * wd + xx as usize];
+                                acc +=
+                                    w.data[((o * icg + ic) * kh + i) * kw + j] as f64 * xv as f64;
+                            }
+                        }
+                    }
+                    y.push(acc as f32);
+                }
+            }
+        }
+    }
+    let shape = if spatial == 1 {
+        vec![n, oc, ow]
+    } else {
+        vec![n, oc, oh, ow]
+    };
+    Ok(Tensor::new(shape, y))
+}
+
+fn pool(node: &Node, x: &Tensor) -> Result<Tensor> {
+    ensure!(
+        x.shape.len() == 4,
+        "{}: only 2-D pooling ([N, C, H, W]) is supported",
+        node.describe()
+    );
+    let [n, c, h, w] = nchw(node, &x.shape)?;
+    let win = Window::from_node(node, 2, None)?;
+    let [oh, ow] = win.output(node, h, w)?;
+    let is_max = node.op == "MaxPool";
+    ensure!(
+        !is_max || node.outputs.len() == 1,
+        "{}: the Indices output is not supported",
+        node.describe()
+    );
+    let include_pad = node.int("count_include_pad", 0)? != 0;
+    let mut y = Vec::with_capacity(n * c * oh * ow);
+    for plane in x.data.chunks(h * w) {
+        for r in 0..oh {
+            for q in 0..ow {
+                let (mut max, mut sum, mut count) = (f32::NEG_INFINITY, 0f64, 0usize);
+                for i in 0..win.kernel[0] {
+                    for j in 0..win.kernel[1] {
+                        let yy = (r * win.stride[0] + i) as isize - win.pads[0] as isize;
+                        let xx = (q * win.stride[1] + j) as isize - win.pads[1] as isize;
+                        if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                            count += include_pad as usize;
+                            continue;
+                        }
+                        let v = plane[yy as usize * w + xx as usize];
+                        max = max.max(v);
+                        sum += v as f64;
+                        count += 1;
+                    }
+                }
+                y.push(if is_max {
+                    max
+                } else {
+                    (sum / count as f64) as f32
+                });
+            }
+        }
+    }
+    Ok(Tensor::new(vec![n, c, oh, ow], y))
+}
+
+/// The axis Softmax normalises over, as an index into `rank` axes, if it is the last one.
+pub fn softmax_is_last_axis(node: &Node, opset: i64, rank: usize) -> Result<bool> {
+    let default = if opset >= 13 { -1 } else { 1 };
+    let mut axis = node.int("axis", default)?;
+    if axis < 0 {
+        axis += rank as i64;
+    }
+    ensure!(
+        (0..rank as i64).contains(&axis),
+        "{}: axis out of range",
+        node.describe()
+    );
+    // Before opset 13 the input is coerced to 2-D at `axis`; that is the last axis only when
+    // `axis` is.
+    Ok(axis as usize == rank - 1)
+}
+
+fn softmax(node: &Node, opset: i64, x: &Tensor) -> Result<Tensor> {
+    let rank = x.shape.len();
+    let default = if opset >= 13 { -1 } else { 1 };
+    let mut axis = node.int("axis", default)?;
+    if axis < 0 {
+        axis += rank as i64;
+    }
+    ensure!(
+        (0..rank as i64).contains(&axis),
+        "{}: axis out of range",
+        node.describe()
+    );
+    let axis = axis as usize;
+    // (outer, len, inner) view: opset ≥ 13 normalises one axis, older opsets everything from
+    // `axis` on.
+    let (len, inner) = if opset >= 13 {
+        (x.shape[axis], x.shape[axis + 1..].iter().product())
+    } else {
+        (x.shape[axis..].iter().product(), 1)
+    };
+    let outer = x.data.len() / (len * inner).max(1);
+    let mut y = vec![0f32; x.data.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let m = (0..len)
+                .map(|k| x.data[at(k)])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f64> = (0..len)
+                .map(|k| ((x.data[at(k)] - m) as f64).exp())
+                .collect();
+            let s: f64 = e.iter().sum();
+            for k in 0..len {
+                y[at(k)] = (e[k] / s) as f32;
+            }
+        }
+    }
+    Ok(Tensor::new(x.shape.clone(), y))
+}

@@ -1,0 +1,439 @@
+//! An ONNX file decoded into a small graph: constants (initializers and `Constant` nodes) as
+//! plain arrays, the remaining nodes in file order (ONNX requires topological order), pruned
+//! to the ones the output depends on.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use prost::Message;
+
+use super::proto::{self, attr_type, data_type};
+
+/// A constant tensor. Floating-point data is kept as `f32` (ONNX models store `float`);
+/// integer data (shapes, axes) as `i64`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Const {
+    pub dims: Vec<usize>,
+    pub data: ConstData,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+impl Const {
+    pub fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    pub fn f32(&self) -> Vec<f32> {
+        match &self.data {
+            ConstData::F32(v) => v.clone(),
+            ConstData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    pub fn i64(&self) -> Result<Vec<i64>> {
+        match &self.data {
+            ConstData::I64(v) => Ok(v.clone()),
+            ConstData::F32(_) => bail!("expected an integer tensor, found float"),
+        }
+    }
+}
+
+/// A node attribute.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Int(i64),
+    Float(f32),
+    Ints(Vec<i64>),
+    Floats(Vec<f32>),
+    Str(String),
+    Tensor(Const),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The node's name, or `#<index>` when the file leaves it empty.
+    pub name: String,
+    pub op: String,
+    /// Input tensor names; an empty string is an omitted optional input.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attrs: HashMap<String, Attr>,
+}
+
+impl Node {
+    /// `op `name`` for error messages.
+    pub fn describe(&self) -> String {
+        format!("{} node `{}`", self.op, self.name)
+    }
+
+    pub fn int(&self, key: &str, default: i64) -> Result<i64> {
+        match self.attrs.get(key) {
+            None => Ok(default),
+            Some(Attr::Int(v)) => Ok(*v),
+            Some(other) => bail!(
+                "{}: attribute `{key}` should be an int, found {other:?}",
+                self.describe()
+            ),
+        }
+    }
+
+    pub fn float(&self, key: &str, default: f32) -> Result<f32> {
+        match self.attrs.get(key) {
+            None => Ok(default),
+            Some(Attr::Float(v)) => Ok(*v),
+            Some(other) => bail!(
+                "{}: attribute `{key}` should be a float, found {other:?}",
+                self.describe()
+            ),
+        }
+    }
+
+    pub fn ints(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        match self.attrs.get(key) {
+            None => Ok(None),
+            Some(Attr::Ints(v)) => Ok(Some(v.clone())),
+            Some(other) => bail!(
+                "{}: attribute `{key}` should be ints, found {other:?}",
+                self.describe()
+            ),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> Result<Option<String>> {
+        match self.attrs.get(key) {
+            None => Ok(None),
+            Some(Attr::Str(v)) => Ok(Some(v.clone())),
+            Some(other) => bail!(
+                "{}: attribute `{key}` should be a string, found {other:?}",
+                self.describe()
+            ),
+        }
+    }
+
+    /// Input `i` if present and non-empty.
+    pub fn input(&self, i: usize) -> Option<&str> {
+        self.inputs
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// One dimension of the declared input shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Known(usize),
+    Symbolic(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Opset of the default (`ai.onnx`) domain.
+    pub opset: i64,
+    pub input: String,
+    /// Declared input shape, batch axis first.
+    pub input_dims: Vec<Dim>,
+    pub output: String,
+    pub consts: HashMap<String, Const>,
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    pub fn load(path: &Path) -> Result<Graph> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Graph::parse(&bytes).with_context(|| format!("loading ONNX model {}", path.display()))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Graph> {
+        let model = proto::ModelProto::decode(bytes).context("not a valid ONNX ModelProto")?;
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map(|o| o.version)
+            .ok_or_else(|| anyhow!("the model imports no ai.onnx opset"))?;
+        let g = model
+            .graph
+            .ok_or_else(|| anyhow!("the model has no graph"))?;
+        let mut consts = HashMap::new();
+        for t in &g.initializer {
+            consts.insert(
+                t.name.clone(),
+                tensor(t).with_context(|| format!("initializer `{}`", t.name))?,
+            );
+        }
+        let inputs: Vec<&proto::ValueInfoProto> = g
+            .input
+            .iter()
+            .filter(|v| !consts.contains_key(&v.name))
+            .collect();
+        ensure!(
+            inputs.len() == 1,
+            "expected exactly one graph input, found {}",
+            inputs.len()
+        );
+        ensure!(
+            g.output.len() == 1,
+            "expected exactly one graph output, found {}",
+            g.output.len()
+        );
+        let input = inputs[0].name.clone();
+        let tt = inputs[0]
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref());
+        let tt = tt.ok_or_else(|| anyhow!("graph input `{input}` is not a tensor"))?;
+        ensure!(
+            tt.elem_type == data_type::FLOAT,
+            "graph input `{input}` has element type {}; only float (1) is supported",
+            tt.elem_type
+        );
+        let input_dims = tt
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match (d.dim_value, &d.dim_param) {
+                        (Some(v), _) if v > 0 => Dim::Known(v as usize),
+                        (_, Some(p)) => Dim::Symbolic(p.clone()),
+                        _ => Dim::Symbolic("?".into()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let output = g.output[0].name.clone();
+
+        let mut nodes = Vec::new();
+        for (i, n) in g.node.iter().enumerate() {
+            ensure!(
+                n.domain.is_empty() || n.domain == "ai.onnx",
+                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported",
+                n.name,
+                n.op_type,
+                n.domain
+            );
+            let name = if n.name.is_empty() {
+                format!("#{i}")
+            } else {
+                n.name.clone()
+            };
+            let mut attrs = HashMap::new();
+            for a in &n.attribute {
+                let v = attribute(a).with_context(|| {
+                    format!("{} node `{name}`: attribute `{}`", n.op_type, a.name)
+                })?;
+                if let Some(v) = v {
+                    attrs.insert(a.name.clone(), v);
+                }
+            }
+            let node = Node {
+                name,
+                op: n.op_type.clone(),
+                inputs: n.input.clone(),
+                outputs: n.output.clone(),
+                attrs,
+            };
+            // `Identity` of a constant (torch writes these for shared weights) is a constant.
+            let identity_of_const = node.op == "Identity"
+                && node.input(0).is_some_and(|i| consts.contains_key(i))
+                && node.outputs.len() == 1;
+            if identity_of_const {
+                let value = consts[node.inputs[0].as_str()].clone();
+                consts.insert(node.outputs[0].clone(), value);
+            } else if node.op == "Constant" {
+                let value = match node.attrs.get("value") {
+                    Some(Attr::Tensor(t)) => t.clone(),
+                    Some(Attr::Float(f)) => Const {
+                        dims: vec![],
+                        data: ConstData::F32(vec![*f]),
+                    },
+                    Some(Attr::Floats(f)) => Const {
+                        dims: vec![f.len()],
+                        data: ConstData::F32(f.clone()),
+                    },
+                    Some(Attr::Int(v)) => Const {
+                        dims: vec![],
+                        data: ConstData::I64(vec![*v]),
+                    },
+                    Some(Attr::Ints(v)) => Const {
+                        dims: vec![v.len()],
+                        data: ConstData::I64(v.clone()),
+                    },
+                    _ => bail!("{}: unsupported value attribute", node.describe()),
+                };
+                let out = node
+                    .outputs
+                    .first()
+                    .ok_or_else(|| anyhow!("{} has no output", node.describe()))?;
+                consts.insert(out.clone(), value);
+            } else {
+                nodes.push(node);
+            }
+        }
+        // Keep only what the output depends on.
+        let mut needed: HashSet<String> = HashSet::from([output.clone()]);
+        let mut kept = Vec::new();
+        for node in nodes.into_iter().rev() {
+            if node.outputs.iter().any(|o| needed.contains(o)) {
+                needed.extend(node.inputs.iter().filter(|s| !s.is_empty()).cloned());
+                kept.push(node);
+            }
+        }
+        kept.reverse();
+        Ok(Graph {
+            opset,
+            input,
+            input_dims,
+            output,
+            consts,
+            nodes: kept,
+        })
+    }
+
+    /// How many times each tensor is read (node inputs, plus one for the graph output).
+    pub fn consumers(&self) -> HashMap<String, usize> {
+        let mut count = HashMap::new();
+        for n in &self.nodes {
+            for i in n.inputs.iter().filter(|s| !s.is_empty()) {
+                *count.entry(i.clone()).or_insert(0) += 1;
+            }
+        }
+        *count.entry(self.output.clone()).or_insert(0) += 1;
+        count
+    }
+
+    /// The input shape without its batch axis, resolved against the rows of `data`
+    /// (`data_dims` is the data's shape without its sample axis).
+    pub fn sample_shape(&self, data_dims: &[usize]) -> Result<Vec<usize>> {
+        let data_numel: usize = data_dims.iter().product();
+        ensure!(
+            !self.input_dims.is_empty(),
+            "graph input `{}` has no declared shape",
+            self.input
+        );
+        let declared = &self.input_dims[1..];
+        let known: Option<Vec<usize>> = declared
+            .iter()
+            .map(|d| match d {
+                Dim::Known(v) => Some(*v),
+                Dim::Symbolic(_) => None,
+            })
+            .collect();
+        match known {
+            Some(shape) => {
+                ensure!(
+                    shape.iter().product::<usize>() == data_numel,
+                    "the model input is [N, {}] but the data rows have shape {data_dims:?}",
+                    shape
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ensure!(
+                    !shape.is_empty(),
+                    "the model input has no axis besides the batch axis"
+                );
+                Ok(shape)
+            }
+            None => {
+                ensure!(
+                    data_dims.len() == declared.len(),
+                    "the model input has rank {} (with batch) but the data rows have shape {data_dims:?}",
+                    self.input_dims.len()
+                );
+                for (d, &v) in declared.iter().zip(data_dims) {
+                    if let Dim::Known(k) = d {
+                        ensure!(
+                            *k == v,
+                            "the model input is {:?} but the data rows have shape {data_dims:?}",
+                            self.input_dims
+                        );
+                    }
+                }
+                Ok(data_dims.to_vec())
+            }
+        }
+    }
+}
+
+fn attribute(a: &proto::AttributeProto) -> Result<Option<Attr>> {
+    Ok(Some(match a.r#type {
+        attr_type::FLOAT => Attr::Float(a.f),
+        attr_type::INT => Attr::Int(a.i),
+        attr_type::STRING => Attr::Str(String::from_utf8_lossy(&a.s).into_owned()),
+        attr_type::TENSOR => Attr::Tensor(tensor(
+            a.t.as_ref().ok_or_else(|| anyhow!("missing tensor"))?,
+        )?),
+        attr_type::FLOATS => Attr::Floats(a.floats.clone()),
+        attr_type::INTS => Attr::Ints(a.ints.clone()),
+        _ => return Ok(None), // graphs, sparse tensors, ...: no supported op reads them
+    }))
+}
+
+/// Decodes a `TensorProto` (inline data only).
+pub fn tensor(t: &proto::TensorProto) -> Result<Const> {
+    ensure!(
+        t.data_location == 0,
+        "external tensor data is not supported (save the model with its weights inline)"
+    );
+    let dims = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}")))
+        .collect::<Result<Vec<_>>>()?;
+    let n: usize = dims.iter().product();
+    let raw = &t.raw_data;
+    let data = match t.data_type {
+        data_type::FLOAT if !raw.is_empty() => ConstData::F32(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        data_type::FLOAT => ConstData::F32(t.float_data.clone()),
+        data_type::DOUBLE if !raw.is_empty() => ConstData::F32(
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+        ),
+        data_type::DOUBLE => ConstData::F32(t.double_data.iter().map(|&x| x as f32).collect()),
+        data_type::INT64 if !raw.is_empty() => ConstData::I64(
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        data_type::INT64 => ConstData::I64(t.int64_data.clone()),
+        data_type::INT32 if !raw.is_empty() => ConstData::I64(
+            raw.chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+        ),
+        data_type::INT32 => ConstData::I64(t.int32_data.iter().map(|&x| x as i64).collect()),
+        data_type::INT8 if !raw.is_empty() => {
+            ConstData::I64(raw.iter().map(|&b| b as i8 as i64).collect())
+        }
+        data_type::UINT8 if !raw.is_empty() => {
+            ConstData::I64(raw.iter().map(|&b| b as i64).collect())
+        }
+        data_type::INT8 | data_type::UINT8 => {
+            ConstData::I64(t.int32_data.iter().map(|&x| x as i64).collect())
+        }
+        other => bail!("tensor element type {other} is not supported"),
+    };
+    let len = match &data {
+        ConstData::F32(v) => v.len(),
+        ConstData::I64(v) => v.len(),
+    };
+    ensure!(
+        len == n,
+        "tensor holds {len} values; its shape {dims:?} needs {n}"
+    );
+    Ok(Const { dims, data })
+}

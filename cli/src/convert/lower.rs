@@ -1,0 +1,925 @@
+//! Lowering of a calibrated ONNX graph to a quantized Myelin model.
+//!
+//! Nodes are visited in order. Linear layers (Gemm, MatMul, Conv, a lone BatchNormalization)
+//! and Add stay *pending* in float until something forces them out, so that a following
+//! BatchNormalization or constant Add folds into their weights and bias, and a following
+//! Relu/Clip becomes their fused activation — each only when the pending tensor has no other
+//! reader. Every Myelin tensor takes its quantization from the calibrated range of the ONNX
+//! tensor it stands for (after fusion: the Relu's output), except where the format fixes it
+//! (pools, Clamp, Reshape keep their input's; Sigmoid, Tanh, Softmax have fixed outputs).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use myelin_precompile::model::{self as m, Model, Quant, Scale, TensorId};
+
+use super::float::{
+    self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis, unsupported,
+};
+use super::graph::{Const, Graph, Node};
+use super::quant::{self, ActQuant};
+
+/// Calibrated `(min, max)` of every ONNX tensor, by name.
+pub type Ranges = HashMap<String, (f32, f32)>;
+
+/// A Myelin tensor: id, shape (no batch axis) and quantization.
+#[derive(Clone, Debug)]
+struct Act {
+    id: TensorId,
+    shape: Vec<usize>,
+    q: ActQuant,
+}
+
+#[derive(Clone, Debug)]
+enum LayerKind {
+    Dense,
+    Conv {
+        window: float::Window,
+        groups: usize,
+        one_d: bool,
+    },
+}
+
+/// A linear layer still in float: `weights` is `[channels][fan_in]`.
+#[derive(Debug)]
+struct Layer {
+    kind: LayerKind,
+    input: Act,
+    weights: Vec<f64>,
+    bias: Vec<f64>,
+    out_shape: Vec<usize>,
+}
+
+impl Layer {
+    fn channels(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Axis of the output channels in the ONNX tensor (batch axis included), for folding
+    /// per-channel constants: the last axis for Dense, axis 1 for convolutions.
+    fn channel_axis(&self) -> usize {
+        match self.kind {
+            LayerKind::Dense => self.out_shape.len(), // last axis
+            LayerKind::Conv { .. } => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum PendingOp {
+    Layer(Layer),
+    Add { a: Act, b: Act },
+}
+
+/// A layer or Add not emitted yet. `name` is the ONNX tensor it currently computes.
+#[derive(Debug)]
+struct Pending {
+    op: PendingOp,
+    name: String,
+    sources: Vec<String>,
+}
+
+impl Pending {
+    fn out_shape(&self) -> &[usize] {
+        match &self.op {
+            PendingOp::Layer(l) => &l.out_shape,
+            PendingOp::Add { a, .. } => &a.shape,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Val {
+    Act(Act),
+    Pending(Pending),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Activation {
+    None,
+    Relu,
+    Clip(f32, f32),
+}
+
+pub struct Lowered {
+    pub model: Model,
+    /// Per Myelin node, the ONNX nodes it was made from.
+    pub sources: Vec<String>,
+    pub report: String,
+}
+
+struct Lowerer<'a> {
+    graph: &'a Graph,
+    ranges: &'a Ranges,
+    consumers: HashMap<String, usize>,
+    vals: HashMap<String, Val>,
+    nodes: Vec<m::Node>,
+    sources: Vec<String>,
+    report: String,
+}
+
+/// Lowers `graph` (whose tensors were calibrated into `ranges`) for inputs of `input_shape`
+/// (batch axis dropped).
+pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lowered> {
+    let mut l = Lowerer {
+        graph,
+        ranges,
+        consumers: graph.consumers(),
+        vals: HashMap::new(),
+        nodes: Vec::new(),
+        sources: Vec::new(),
+        report: String::new(),
+    };
+    let (lo, hi) = l.range(&graph.input)?;
+    let aq = quant::act_quant(lo, hi);
+    // The stored input scale is a fixed-point Scale: use exactly its value from here on.
+    let in_scale = Scale::from_f64(aq.scale)
+        .ok_or_else(|| anyhow!("input scale {} is not representable", aq.scale))?;
+    let input_q = ActQuant {
+        scale: in_scale.to_f64(),
+        zp: aq.zp,
+    };
+    let _ = writeln!(
+        l.report,
+        "input `{}` {:?}: calibrated range [{lo:.6}, {hi:.6}] -> scale {:.6e}, zero point {}",
+        graph.input, input_shape, input_q.scale, input_q.zp
+    );
+    l.vals.insert(
+        graph.input.clone(),
+        Val::Act(Act {
+            id: 0,
+            shape: input_shape.to_vec(),
+            q: input_q,
+        }),
+    );
+    for node in &graph.nodes {
+        l.node(node)
+            .with_context(|| format!("converting {}", node.describe()))?;
+    }
+    let out = l.act(&graph.output).context("graph output")?;
+    if out.id as usize != l.nodes.len() || l.nodes.is_empty() {
+        // The output is an earlier tensor (e.g. an Identity chain): make it the last one.
+        let shape = u32_shape(&out.shape)?;
+        l.emit(
+            m::Node::Reshape {
+                input: out.id,
+                shape,
+            },
+            "(output)".into(),
+            "keeps the output last".into(),
+        );
+    }
+    let output_scale = Scale::from_f64(out.q.scale)
+        .ok_or_else(|| anyhow!("output scale {} is not representable", out.q.scale))?;
+    let _ = writeln!(
+        l.report,
+        "output `{}` {:?}: scale {:.6e}, zero point {}",
+        graph.output, out.shape, out.q.scale, out.q.zp
+    );
+    let model = Model {
+        input_shape: u32_shape(input_shape)?,
+        input_quant: Quant {
+            scale: in_scale,
+            zero_point: input_q.zp,
+        },
+        output_scale,
+        nodes: l.nodes,
+    };
+    Ok(Lowered {
+        model,
+        sources: l.sources,
+        report: l.report,
+    })
+}
+
+fn u32_shape(shape: &[usize]) -> Result<Vec<u32>> {
+    shape
+        .iter()
+        .map(|&d| u32::try_from(d).map_err(|_| anyhow!("dimension {d} is too large")))
+        .collect()
+}
+
+fn u16_of(v: usize, what: &str) -> Result<u16> {
+    u16::try_from(v).map_err(|_| anyhow!("{what} {v} does not fit the format (max 65535)"))
+}
+
+fn model_window(w: &float::Window) -> Result<m::Window> {
+    Ok(m::Window {
+        kernel: [
+            u16_of(w.kernel[0], "kernel")?,
+            u16_of(w.kernel[1], "kernel")?,
+        ],
+        stride: [
+            u16_of(w.stride[0], "stride")?,
+            u16_of(w.stride[1], "stride")?,
+        ],
+        pads: [
+            u16_of(w.pads[0], "padding")?,
+            u16_of(w.pads[1], "padding")?,
+            u16_of(w.pads[2], "padding")?,
+            u16_of(w.pads[3], "padding")?,
+        ],
+    })
+}
+
+/// A constant broadcast against a layer output of `rank` axes (batch included) that varies
+/// only along `axis` (with `channels` entries) or is a scalar: its per-channel values.
+fn channel_vector(c: &Const, rank: usize, axis: usize, channels: usize) -> Option<Vec<f64>> {
+    let v = c.f32();
+    if v.len() == 1 {
+        return Some(vec![v[0] as f64; channels]);
+    }
+    if c.dims.len() > rank || v.len() != channels {
+        return None;
+    }
+    let offset = rank - c.dims.len();
+    let ok = c.dims.iter().enumerate().all(|(i, &d)| {
+        if i + offset == axis {
+            d == channels
+        } else {
+            d == 1
+        }
+    });
+    ok.then(|| v.iter().map(|&x| x as f64).collect())
+}
+
+fn fmt_range(v: impl Iterator<Item = f64>) -> String {
+    let (lo, hi) = v.fold((f64::INFINITY, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    if (hi - lo).abs() <= hi * 1e-9 {
+        format!("{hi:.3e}")
+    } else {
+        format!("{lo:.3e}..{hi:.3e}")
+    }
+}
+
+impl Lowerer<'_> {
+    fn range(&self, name: &str) -> Result<(f32, f32)> {
+        self.ranges
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("tensor `{name}` was never seen during calibration"))
+    }
+
+    fn konst(&self, name: &str) -> Option<&Const> {
+        self.graph.consts.get(name)
+    }
+
+    fn single_reader(&self, name: &str) -> bool {
+        self.consumers.get(name).copied().unwrap_or(0) == 1
+    }
+
+    fn emit(&mut self, node: m::Node, source: String, detail: String) -> TensorId {
+        let id = self.nodes.len();
+        let _ = writeln!(
+            self.report,
+            "node {id:>3} {:<9} <- {source}: {detail}",
+            node.op_name()
+        );
+        self.nodes.push(node);
+        self.sources.push(source);
+        (id + 1) as TensorId
+    }
+
+    /// The Myelin tensor for ONNX tensor `name`, emitting it if it is still pending.
+    fn act(&mut self, name: &str) -> Result<Act> {
+        match self.vals.remove(name) {
+            Some(Val::Act(a)) => {
+                self.vals.insert(name.to_string(), Val::Act(a.clone()));
+                Ok(a)
+            }
+            Some(Val::Pending(p)) => {
+                let a = self.materialize(p, Activation::None)?;
+                self.vals.insert(name.to_string(), Val::Act(a.clone()));
+                Ok(a)
+            }
+            None if self.konst(name).is_some() => {
+                bail!("constant `{name}` used where an activation is expected (constant folding is not supported)")
+            }
+            None => bail!("tensor `{name}` is not produced by any supported node"),
+        }
+    }
+
+    /// The pending value `name`, taken out for fusion, if it is pending and read only once.
+    fn take_pending(&mut self, name: &str) -> Option<Pending> {
+        if !self.single_reader(name) || !matches!(self.vals.get(name), Some(Val::Pending(_))) {
+            return None;
+        }
+        match self.vals.remove(name) {
+            Some(Val::Pending(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, name: &str, v: Val) {
+        self.vals.insert(name.to_string(), v);
+    }
+
+    fn act_bounds(act: Activation, q: ActQuant) -> Result<(i8, i8)> {
+        let (lo, hi) = match act {
+            Activation::None => (-128, 127),
+            Activation::Relu => (q.zp, 127),
+            Activation::Clip(lo, hi) => {
+                (quant::quantize(lo as f64, q), quant::quantize(hi as f64, q))
+            }
+        };
+        ensure!(
+            lo <= hi,
+            "clip range quantizes to the empty range [{lo}, {hi}]"
+        );
+        Ok((lo, hi))
+    }
+
+    /// Emits a pending layer or Add with a fused activation; its output is quantized from the
+    /// calibrated range of `p.name`.
+    fn materialize(&mut self, p: Pending, act: Activation) -> Result<Act> {
+        let (lo, hi) = self.range(&p.name)?;
+        let q = quant::act_quant(lo, hi);
+        let (act_min, act_max) = Self::act_bounds(act, q)?;
+        let source = p.sources.join(" + ");
+        let shape = p.out_shape().to_vec();
+        let act_note = match act {
+            Activation::None => String::new(),
+            Activation::Relu => " relu".into(),
+            Activation::Clip(a, b) => format!(" clip({a}, {b})"),
+        };
+        let id = match p.op {
+            PendingOp::Layer(layer) => {
+                let ql = quant::quantize_layer(
+                    &layer.weights,
+                    &layer.bias,
+                    layer.input.q.scale,
+                    q.scale,
+                )
+                .with_context(|| format!("quantizing {source}"))?;
+                let detail = format!(
+                    "{:?} -> {:?}, out scale {:.4e} zp {}, act [{act_min}, {act_max}]{act_note}, \
+                     weight scales {}, multipliers {}",
+                    layer.input.shape,
+                    shape,
+                    q.scale,
+                    q.zp,
+                    fmt_range(ql.weight_scales.iter().copied()),
+                    fmt_range(ql.requant.iter().map(|s| s.to_f64())),
+                );
+                let out = m::Output {
+                    requant: ql.requant,
+                    zero_point: q.zp,
+                    act_min,
+                    act_max,
+                };
+                let channels = u32::try_from(layer.channels())?;
+                let node = match layer.kind {
+                    LayerKind::Dense => m::Node::Dense(m::Dense {
+                        input: layer.input.id,
+                        out_features: channels,
+                        out,
+                        bias: ql.bias,
+                        weights: ql.weights,
+                    }),
+                    LayerKind::Conv {
+                        window,
+                        groups,
+                        one_d,
+                    } => m::Node::Conv(m::Conv {
+                        input: layer.input.id,
+                        one_d,
+                        out_channels: channels,
+                        window: model_window(&window)?,
+                        groups: u32::try_from(groups)?,
+                        out,
+                        bias: ql.bias,
+                        weights: ql.weights,
+                    }),
+                };
+                self.emit(node, source, detail)
+            }
+            PendingOp::Add { a, b } => {
+                let twice_max = 2.0 * a.q.scale.max(b.q.scale);
+                let a_requant = quant::requant(a.q.scale / twice_max)?;
+                let b_requant = quant::requant(b.q.scale / twice_max)?;
+                let out_rq = quant::requant(twice_max / ((1u64 << 20) as f64 * q.scale))?;
+                let detail = format!(
+                    "{shape:?}, out scale {:.4e} zp {}, act [{act_min}, {act_max}]{act_note}, multipliers a {:.4e} b {:.4e} out {:.4e}",
+                    q.scale,
+                    q.zp,
+                    a_requant.to_f64(),
+                    b_requant.to_f64(),
+                    out_rq.to_f64()
+                );
+                let node = m::Node::Add(m::Add {
+                    a: a.id,
+                    b: b.id,
+                    a_requant,
+                    b_requant,
+                    out: m::Output {
+                        requant: vec![out_rq],
+                        zero_point: q.zp,
+                        act_min,
+                        act_max,
+                    },
+                });
+                self.emit(node, source, detail)
+            }
+        };
+        Ok(Act { id, shape, q })
+    }
+
+    fn node(&mut self, node: &Node) -> Result<()> {
+        let out = node
+            .outputs
+            .first()
+            .ok_or_else(|| anyhow!("node has no output"))?
+            .clone();
+        let in0 = || node.input(0).ok_or_else(|| anyhow!("missing input 0"));
+        match node.op.as_str() {
+            "Identity" => {
+                let name = in0()?;
+                let v = match self.take_pending(name) {
+                    Some(mut p) => {
+                        p.name = out.clone();
+                        Val::Pending(p)
+                    }
+                    None => Val::Act(self.act(name)?),
+                };
+                self.set(&out, v);
+            }
+            "Relu" | "Clip" => {
+                let act = if node.op == "Relu" {
+                    Activation::Relu
+                } else {
+                    let (lo, hi) = clip_bounds(self.graph, node)?;
+                    Activation::Clip(lo, hi)
+                };
+                let name = in0()?;
+                if let Some(mut p) = self.take_pending(name) {
+                    p.name = out.clone();
+                    p.sources.push(node.name.clone());
+                    let a = self.materialize(p, act)?;
+                    self.set(&out, Val::Act(a));
+                } else {
+                    let x = self.act(name)?;
+                    let (min, max) = Self::act_bounds(act, x.q)?;
+                    let y = if (min, max) == (-128, 127) {
+                        x // already within the bounds (e.g. a ReLU of a non-negative tensor)
+                    } else {
+                        let id = self.emit(
+                            m::Node::Clamp {
+                                input: x.id,
+                                min,
+                                max,
+                            },
+                            node.name.clone(),
+                            format!("{:?}, [{min}, {max}]", x.shape),
+                        );
+                        Act { id, ..x }
+                    };
+                    self.set(&out, Val::Act(y));
+                }
+            }
+            "Sigmoid" | "Tanh" => {
+                let x = self.act(in0()?)?;
+                let (table, oq) = if node.op == "Sigmoid" {
+                    (
+                        quant::lut(|v| 1.0 / (1.0 + (-v).exp()), x.q, quant::SIGMOID_OUT),
+                        quant::SIGMOID_OUT,
+                    )
+                } else {
+                    (quant::lut(f64::tanh, x.q, quant::TANH_OUT), quant::TANH_OUT)
+                };
+                let detail = format!(
+                    "{:?}, {} table, out scale {:.4e} zp {}",
+                    x.shape,
+                    node.op.to_lowercase(),
+                    oq.scale,
+                    oq.zp
+                );
+                let id = self.emit(
+                    m::Node::Lut {
+                        input: x.id,
+                        zero_point: oq.zp,
+                        table,
+                    },
+                    node.name.clone(),
+                    detail,
+                );
+                self.set(
+                    &out,
+                    Val::Act(Act {
+                        id,
+                        shape: x.shape,
+                        q: oq,
+                    }),
+                );
+            }
+            "Softmax" => {
+                let x = self.act(in0()?)?;
+                ensure!(
+                    softmax_is_last_axis(node, self.graph.opset, x.shape.len() + 1)?,
+                    "Softmax must normalise the last axis"
+                );
+                let exp_table = quant::softmax_table(x.q.scale);
+                let detail = format!("{:?}, exp table for input scale {:.4e}", x.shape, x.q.scale);
+                let id = self.emit(
+                    m::Node::Softmax {
+                        input: x.id,
+                        exp_table,
+                    },
+                    node.name.clone(),
+                    detail,
+                );
+                self.set(
+                    &out,
+                    Val::Act(Act {
+                        id,
+                        shape: x.shape,
+                        q: quant::SOFTMAX_OUT,
+                    }),
+                );
+            }
+            "Gemm" => {
+                ensure!(node.int("transA", 0)? == 0, "transA=1 is not supported");
+                let x = self.act(in0()?)?;
+                ensure!(
+                    x.shape.len() == 1,
+                    "Gemm input must be [N, K]; got [N, {:?}]",
+                    x.shape
+                );
+                let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
+                let b = self
+                    .konst(bname)
+                    .ok_or_else(|| anyhow!("B `{bname}` must be a constant"))?;
+                ensure!(b.dims.len() == 2, "B must be 2-D");
+                let (alpha, beta) = (
+                    node.float("alpha", 1.0)? as f64,
+                    node.float("beta", 1.0)? as f64,
+                );
+                let k = x.shape[0];
+                let trans_b = node.int("transB", 0)? != 0;
+                let (bk, n) = if trans_b {
+                    (b.dims[1], b.dims[0])
+                } else {
+                    (b.dims[0], b.dims[1])
+                };
+                ensure!(bk == k, "B has inner dimension {bk}, the input has {k}");
+                let bv = b.f32();
+                let mut weights = Vec::with_capacity(n * k);
+                for o in 0..n {
+                    for i in 0..k {
+                        let w = if trans_b {
+                            bv[o * k + i]
+                        } else {
+                            bv[i * n + o]
+                        };
+                        weights.push(alpha * w as f64);
+                    }
+                }
+                let bias = match node.input(2) {
+                    None => vec![0.0; n],
+                    Some(cname) => {
+                        let c = self
+                            .konst(cname)
+                            .ok_or_else(|| anyhow!("C `{cname}` must be a constant"))?;
+                        let v = channel_vector(c, 2, 1, n).ok_or_else(|| {
+                            anyhow!("C {:?} does not broadcast to [N, {n}] per output", c.dims)
+                        })?;
+                        v.iter().map(|c| beta * c).collect()
+                    }
+                };
+                let layer = Layer {
+                    kind: LayerKind::Dense,
+                    input: x,
+                    weights,
+                    bias,
+                    out_shape: vec![n],
+                };
+                let p = Pending {
+                    op: PendingOp::Layer(layer),
+                    name: out.clone(),
+                    sources: vec![node.name.clone()],
+                };
+                self.set(&out, Val::Pending(p));
+            }
+            "MatMul" => {
+                let x = self.act(in0()?)?;
+                let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
+                let b = self
+                    .konst(bname)
+                    .ok_or_else(|| anyhow!("B `{bname}` must be a constant [K, N] matrix"))?;
+                ensure!(b.dims.len() == 2, "B must be a 2-D constant");
+                let (k, n) = (b.dims[0], b.dims[1]);
+                ensure!(
+                    x.shape.last() == Some(&k),
+                    "input {:?} does not end in K = {k}",
+                    x.shape
+                );
+                let bv = b.f32();
+                let weights = (0..n)
+                    .flat_map(|o| (0..k).map(move |i| (o, i)))
+                    .map(|(o, i)| bv[i * n + o] as f64)
+                    .collect();
+                let mut out_shape = x.shape.clone();
+                *out_shape.last_mut().unwrap() = n;
+                let layer = Layer {
+                    kind: LayerKind::Dense,
+                    input: x,
+                    weights,
+                    bias: vec![0.0; n],
+                    out_shape,
+                };
+                let p = Pending {
+                    op: PendingOp::Layer(layer),
+                    name: out.clone(),
+                    sources: vec![node.name.clone()],
+                };
+                self.set(&out, Val::Pending(p));
+            }
+            "Add" => {
+                let (na, nb) = (
+                    in0()?,
+                    node.input(1).ok_or_else(|| anyhow!("missing input 1"))?,
+                );
+                match (self.konst(na).cloned(), self.konst(nb).cloned()) {
+                    (None, None) => {
+                        let a = self.act(na)?;
+                        let b = self.act(nb)?;
+                        ensure!(
+                            a.shape == b.shape,
+                            "Add of shapes {:?} and {:?}: broadcasting is not supported",
+                            a.shape,
+                            b.shape
+                        );
+                        let p = Pending {
+                            op: PendingOp::Add { a, b },
+                            name: out.clone(),
+                            sources: vec![node.name.clone()],
+                        };
+                        self.set(&out, Val::Pending(p));
+                    }
+                    (Some(c), None) | (None, Some(c)) => {
+                        let xname = if self.konst(na).is_some() { nb } else { na };
+                        let err = || {
+                            anyhow!(
+                                "Add of a constant is supported only as the per-channel bias of the \
+                                 MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)"
+                            )
+                        };
+                        let mut p = self.take_pending(xname).ok_or_else(err)?;
+                        let PendingOp::Layer(layer) = &mut p.op else {
+                            self.set(xname, Val::Pending(p));
+                            return Err(err());
+                        };
+                        let rank = layer.out_shape.len() + 1;
+                        let Some(v) =
+                            channel_vector(&c, rank, layer.channel_axis(), layer.channels())
+                        else {
+                            self.set(xname, Val::Pending(p));
+                            return Err(err());
+                        };
+                        layer.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += c);
+                        p.name = out.clone();
+                        p.sources.push(node.name.clone());
+                        self.set(&out, Val::Pending(p));
+                    }
+                    (Some(_), Some(_)) => {
+                        bail!("Add of two constants (constant folding is not supported)")
+                    }
+                }
+            }
+            "BatchNormalization" => {
+                let (a, c) = bn_affine(self.graph, node)?;
+                let name = in0()?;
+                if let Some(mut p) = self.take_pending(name) {
+                    let foldable = match &p.op {
+                        PendingOp::Layer(l) => l.channel_axis() == 1 && l.channels() == a.len(),
+                        PendingOp::Add { .. } => false,
+                    };
+                    if let (true, PendingOp::Layer(l)) = (foldable, &mut p.op) {
+                        let fan_in = l.weights.len() / l.channels();
+                        for (o, row) in l.weights.chunks_mut(fan_in).enumerate() {
+                            row.iter_mut().for_each(|w| *w *= a[o]);
+                            l.bias[o] = l.bias[o] * a[o] + c[o];
+                        }
+                        p.name = out.clone();
+                        p.sources.push(node.name.clone());
+                        self.set(&out, Val::Pending(p));
+                        return Ok(());
+                    }
+                    self.set(name, Val::Pending(p));
+                }
+                // A lone BatchNormalization is a per-channel affine map: a depthwise 1×1
+                // convolution (or a diagonal Dense on a vector).
+                let x = self.act(name)?;
+                let ch = x.shape[0];
+                ensure!(
+                    ch == a.len(),
+                    "input has {ch} channels, the parameters {}",
+                    a.len()
+                );
+                let (kind, weights) = match x.shape.len() {
+                    1 => {
+                        let mut w = vec![0.0; ch * ch];
+                        (0..ch).for_each(|i| w[i * ch + i] = a[i]);
+                        (LayerKind::Dense, w)
+                    }
+                    2 | 3 => {
+                        let window = float::Window {
+                            kernel: [1, 1],
+                            stride: [1, 1],
+                            pads: [0; 4],
+                        };
+                        (
+                            LayerKind::Conv {
+                                window,
+                                groups: ch,
+                                one_d: x.shape.len() == 2,
+                            },
+                            a,
+                        )
+                    }
+                    r => bail!(
+                        "BatchNormalization over a rank-{} tensor is not supported",
+                        r + 1
+                    ),
+                };
+                let out_shape = x.shape.clone();
+                let layer = Layer {
+                    kind,
+                    input: x,
+                    weights,
+                    bias: c,
+                    out_shape,
+                };
+                let p = Pending {
+                    op: PendingOp::Layer(layer),
+                    name: out.clone(),
+                    sources: vec![node.name.clone()],
+                };
+                self.set(&out, Val::Pending(p));
+            }
+            "Conv" => {
+                let x = self.act(in0()?)?;
+                let wname = node.input(1).ok_or_else(|| anyhow!("missing weights"))?;
+                let w = self
+                    .konst(wname)
+                    .ok_or_else(|| anyhow!("weights `{wname}` must be a constant"))?
+                    .clone();
+                let spatial = x.shape.len().checked_sub(1).filter(|s| (1..=2).contains(s));
+                let spatial = spatial.ok_or_else(|| {
+                    anyhow!(
+                        "Conv input must be [N, C, H, W] or [N, C, L]; got [N, {:?}]",
+                        x.shape
+                    )
+                })?;
+                ensure!(
+                    w.dims.len() == spatial + 2,
+                    "weights {:?} do not match the input rank",
+                    w.dims
+                );
+                let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]))?;
+                let groups = node.int("group", 1)? as usize;
+                let (c, oc) = (x.shape[0], w.dims[0]);
+                ensure!(
+                    groups >= 1
+                        && c.is_multiple_of(groups)
+                        && oc.is_multiple_of(groups)
+                        && w.dims[1] == c / groups,
+                    "weights {:?} do not fit {c} input channels in {groups} groups",
+                    w.dims
+                );
+                let (h, wd) = if spatial == 2 {
+                    (x.shape[1], x.shape[2])
+                } else {
+                    (1, x.shape[1])
+                };
+                let [oh, ow] = window.output(node, h, wd)?;
+                let bias = match node.input(2) {
+                    None => vec![0.0; oc],
+                    Some(b) => self
+                        .konst(b)
+                        .ok_or_else(|| anyhow!("bias `{b}` must be a constant"))?
+                        .f32()
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect(),
+                };
+                ensure!(
+                    bias.len() == oc,
+                    "bias has {} values for {oc} channels",
+                    bias.len()
+                );
+                let out_shape = if spatial == 2 {
+                    vec![oc, oh, ow]
+                } else {
+                    vec![oc, ow]
+                };
+                let kind = LayerKind::Conv {
+                    window,
+                    groups,
+                    one_d: spatial == 1,
+                };
+                let weights = w.f32().iter().map(|&v| v as f64).collect();
+                let layer = Layer {
+                    kind,
+                    input: x,
+                    weights,
+                    bias,
+                    out_shape,
+                };
+                let p = Pending {
+                    op: PendingOp::Layer(layer),
+                    name: out.clone(),
+                    sources: vec![node.name.clone()],
+                };
+                self.set(&out, Val::Pending(p));
+            }
+            "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
+                ensure!(
+                    node.outputs.len() == 1,
+                    "the Indices output is not supported"
+                );
+                let x = self.act(in0()?)?;
+                ensure!(
+                    x.shape.len() == 3,
+                    "pooling needs a [N, C, H, W] input; got [N, {:?}]",
+                    x.shape
+                );
+                let window = if node.op == "GlobalAveragePool" {
+                    float::Window {
+                        kernel: [x.shape[1], x.shape[2]],
+                        stride: [1, 1],
+                        pads: [0; 4],
+                    }
+                } else {
+                    float::Window::from_node(node, 2, None)?
+                };
+                let [oh, ow] = window.output(node, x.shape[1], x.shape[2])?;
+                let count_include_pad = node.int("count_include_pad", 0)? != 0;
+                let pool = m::Pool {
+                    input: x.id,
+                    window: model_window(&window)?,
+                    count_include_pad,
+                };
+                let shape = vec![x.shape[0], oh, ow];
+                let detail = format!(
+                    "{:?} -> {shape:?}, kernel {:?} stride {:?} pads {:?}",
+                    x.shape, window.kernel, window.stride, window.pads
+                );
+                let mnode = if node.op == "MaxPool" {
+                    m::Node::MaxPool(pool)
+                } else {
+                    m::Node::AvgPool(pool)
+                };
+                let id = self.emit(mnode, node.name.clone(), detail);
+                self.set(&out, Val::Act(Act { id, shape, q: x.q }));
+            }
+            "Flatten" => {
+                let x = self.act(in0()?)?;
+                let rank = x.shape.len() as i64 + 1;
+                let axis = node.int("axis", 1)?;
+                ensure!(
+                    axis == 1 || axis == 1 - rank,
+                    "Flatten axis {axis} would merge the batch axis; only axis=1 is supported"
+                );
+                let y = self.reshape(node, x, vec![0])?;
+                self.set(&out, Val::Act(y));
+            }
+            "Reshape" => {
+                let x = self.act(in0()?)?;
+                let mut with_batch = vec![1];
+                with_batch.extend(&x.shape);
+                let target = reshape_target(self.graph, node, &with_batch)?;
+                ensure!(
+                    target.len() >= 2 && target[0] == 1,
+                    "Reshape to {target:?} (for one sample) does not keep the batch axis first"
+                );
+                let y = self.reshape(node, x, target[1..].to_vec())?;
+                self.set(&out, Val::Act(y));
+            }
+            _ => return Err(unsupported(node)),
+        }
+        Ok(())
+    }
+
+    /// Reshape `x` to `shape` (`[0]` = flatten), emitting nothing if the shape is unchanged.
+    fn reshape(&mut self, node: &Node, x: Act, shape: Vec<usize>) -> Result<Act> {
+        let shape = if shape == [0] {
+            vec![x.shape.iter().product()]
+        } else {
+            shape
+        };
+        if shape == x.shape {
+            return Ok(x);
+        }
+        let detail = format!("{:?} -> {shape:?}", x.shape);
+        let id = self.emit(
+            m::Node::Reshape {
+                input: x.id,
+                shape: u32_shape(&shape)?,
+            },
+            node.name.clone(),
+            detail,
+        );
+        Ok(Act { id, shape, q: x.q })
+    }
+}

@@ -1,0 +1,210 @@
+//! Post-training quantization arithmetic (TFLite's scheme): asymmetric int8 activations from
+//! calibrated ranges, symmetric per-channel int8 weights, int32 biases, fixed-point
+//! multipliers, and the lookup tables of Lut and Softmax.
+
+use anyhow::{ensure, Result};
+use myelin_precompile::model::{Scale, MULT_MIN};
+
+/// Quantization of an activation tensor: `real = (q − zp) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    pub scale: f64,
+    pub zp: i8,
+}
+
+/// Asymmetric int8 quantization of the range `[min, max]`, widened to contain 0 so that real
+/// zero (ReLU's floor, padding) is exact.
+pub fn act_quant(min: f32, max: f32) -> ActQuant {
+    let (min, max) = ((min as f64).min(0.0), (max as f64).max(0.0));
+    let span = max - min;
+    // An all-zero tensor: any scale represents it; pick one that keeps multipliers sane.
+    let scale = if span > 1e-12 {
+        span / 255.0
+    } else {
+        1.0 / 255.0
+    };
+    let zp = (-128.0 - min / scale).round().clamp(-128.0, 127.0) as i8;
+    ActQuant { scale, zp }
+}
+
+/// `clamp(round(x / scale) + zp)` for a real `x`; infinities map to the int8 ends.
+pub fn quantize(x: f64, q: ActQuant) -> i8 {
+    if x == f64::NEG_INFINITY {
+        return -128;
+    }
+    if x == f64::INFINITY {
+        return 127;
+    }
+    ((x / q.scale).round() + q.zp as f64).clamp(-128.0, 127.0) as i8
+}
+
+pub fn dequantize(v: i8, q: ActQuant) -> f64 {
+    (v as i32 - q.zp as i32) as f64 * q.scale
+}
+
+/// Smallest multiplier the format can hold: `mult = 2^30`, `shift = −31`, i.e. `2^−32`.
+const MIN_MULTIPLIER: Scale = Scale {
+    mult: MULT_MIN,
+    shift: -31,
+};
+
+/// The fixed-point form of a requantization multiplier. Multipliers below `2^−32` (a channel
+/// whose accumulator can never move the output by one step) become `2^−32`; multipliers of
+/// `2^30` and more cannot be represented and are an error.
+pub fn requant(m: f64) -> Result<Scale> {
+    ensure!(
+        m.is_finite() && m > 0.0,
+        "requantization multiplier {m} is not a positive number"
+    );
+    if m < MIN_MULTIPLIER.to_f64() {
+        return Ok(MIN_MULTIPLIER);
+    }
+    let s = Scale::from_f64(m).filter(|s| s.shift <= 30);
+    s.ok_or_else(|| anyhow::anyhow!("requantization multiplier {m:e} is too large (the output range is far narrower than the input's)"))
+}
+
+/// A Dense/Conv layer quantized per output channel.
+pub struct QuantLayer {
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    /// One multiplier per channel (collapsed to one when all are equal).
+    pub requant: Vec<Scale>,
+    /// Per-channel weight scales, for the report.
+    pub weight_scales: Vec<f64>,
+}
+
+/// Largest quantized bias magnitude the converter produces (`2^24`): far inside int32, so
+/// the accumulator bound of validation holds with room for the weights and a left shift.
+const MAX_BIAS_STEPS: f64 = (1u32 << 24) as f64;
+
+/// Symmetric per-channel weights `s_w[o] = max|w[o]| / 127`, biases
+/// `round(b / (s_in · s_w[o]))`, multipliers `s_in · s_w[o] / s_out`.
+///
+/// Two guards for degenerate channels: an all-zero weight row gets `s_w = s_out / s_in`
+/// (multiplier 1: the bias is quantized at the output scale), and a channel whose weights are
+/// negligible next to its bias (a dead ReLU unit after weight decay: |w| ~ 1e-12, b ~ −0.2)
+/// gets `s_w` raised until the bias is at most 2^24 steps; its weights then round to ~0,
+/// which is what they are worth.
+pub fn quantize_layer(weights: &[f64], bias: &[f64], s_in: f64, s_out: f64) -> Result<QuantLayer> {
+    let channels = bias.len();
+    let fan_in = weights.len() / channels;
+    let mut out = QuantLayer {
+        weights: Vec::with_capacity(weights.len()),
+        bias: Vec::with_capacity(channels),
+        requant: Vec::with_capacity(channels),
+        weight_scales: Vec::with_capacity(channels),
+    };
+    for (o, row) in weights.chunks(fan_in).enumerate() {
+        let wmax = row.iter().fold(0f64, |m, w| m.max(w.abs()));
+        let s_w = if wmax > 0.0 {
+            wmax / 127.0
+        } else {
+            s_out / s_in
+        };
+        let s_w = s_w.max(bias[o].abs() / (s_in * MAX_BIAS_STEPS));
+        out.weights.extend(
+            row.iter()
+                .map(|w| (w / s_w).round().clamp(-127.0, 127.0) as i8),
+        );
+        let b = (bias[o] / (s_in * s_w)).round();
+        ensure!(
+            b.abs() < i32::MAX as f64,
+            "channel {o}: bias {} is {b:e} steps of the accumulator scale, beyond int32",
+            bias[o]
+        );
+        out.bias.push(b as i32);
+        out.requant
+            .push(requant(s_in * s_w / s_out).map_err(|e| e.context(format!("channel {o}")))?);
+        out.weight_scales.push(s_w);
+    }
+    if out.requant.windows(2).all(|p| p[0] == p[1]) {
+        out.requant.truncate(1);
+    }
+    Ok(out)
+}
+
+/// Table of an elementwise function: `table[i] = quantize_out(f(dequantize_in(i − 128)))`.
+pub fn lut(f: impl Fn(f64) -> f64, input: ActQuant, output: ActQuant) -> Box<[i8; 256]> {
+    let mut t = Box::new([0i8; 256]);
+    for (i, v) in t.iter_mut().enumerate() {
+        *v = quantize(f(dequantize((i as i32 - 128) as i8, input)), output);
+    }
+    t
+}
+
+/// Softmax weights `exp_table[d] = round(65535 · exp(−d · s_in))`, at least 1 at `d = 0`.
+pub fn softmax_table(s_in: f64) -> Box<[u16; 256]> {
+    let mut t = Box::new([0u16; 256]);
+    for (d, v) in t.iter_mut().enumerate() {
+        *v = (65535.0 * (-(d as f64) * s_in).exp())
+            .round()
+            .clamp(0.0, 65535.0) as u16;
+    }
+    t[0] = t[0].max(1);
+    t
+}
+
+/// Quantization of Sigmoid's output (TFLite: scale 1/256, zero point −128).
+pub const SIGMOID_OUT: ActQuant = ActQuant {
+    scale: 1.0 / 256.0,
+    zp: -128,
+};
+/// Quantization of Tanh's output (TFLite: scale 1/128, zero point 0).
+pub const TANH_OUT: ActQuant = ActQuant {
+    scale: 1.0 / 128.0,
+    zp: 0,
+};
+/// Quantization of Softmax's output (fixed by the format).
+pub const SOFTMAX_OUT: ActQuant = ActQuant {
+    scale: 1.0 / 256.0,
+    zp: -128,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_range_contains_zero() {
+        let q = act_quant(0.0, 6.0);
+        assert_eq!(q.zp, -128);
+        assert!((q.scale - 6.0 / 255.0).abs() < 1e-12);
+        let q = act_quant(1.0, 2.0); // widened to [0, 2]
+        assert_eq!(q.zp, -128);
+        let q = act_quant(-1.0, 1.0);
+        assert_eq!(q.zp, -1); // round(−128 + 127.5): ties away from zero
+    }
+
+    #[test]
+    fn requant_multipliers() {
+        assert_eq!(
+            requant(0.5).unwrap(),
+            Scale {
+                mult: 1 << 30,
+                shift: 0
+            }
+        );
+        assert_eq!(requant(1e-30).unwrap(), MIN_MULTIPLIER);
+        assert!(requant(2f64.powi(31)).is_err());
+    }
+
+    #[test]
+    fn per_channel_layer() {
+        let q = quantize_layer(&[1.0, -0.5, 0.0, 0.0], &[0.25, 0.1], 0.01, 0.02).unwrap();
+        assert_eq!(q.weights, vec![127, -64, 0, 0]);
+        assert_eq!(q.bias[0], (0.25f64 / (0.01 / 127.0)).round() as i32);
+        assert_eq!(q.bias[1], 5); // zero row: quantized at the output scale
+        assert_eq!(q.requant.len(), 2);
+        // a dead unit: tiny weights, ordinary bias
+        let q = quantize_layer(&[1e-12, -1e-13], &[-0.2], 0.01, 0.05).unwrap();
+        assert_eq!(q.bias[0], -(1 << 24));
+        assert_eq!(q.weights, vec![0, 0]);
+    }
+
+    #[test]
+    fn softmax_table_starts_at_full_weight() {
+        let t = softmax_table(0.1);
+        assert_eq!(t[0], 65535);
+        assert!(t.windows(2).all(|p| p[0] >= p[1]));
+    }
+}

@@ -1,0 +1,652 @@
+//! Post-training quantization end to end: convert the committed float ONNX models in
+//! `models/` with their calibration rows, run the Myelin engine on the held-out rows and
+//! compare with the float ONNX graph. Run with `-- --nocapture` to see the figures.
+//!
+//! Also: synthetic graphs that exercise every supported op, and the error for an
+//! unsupported one.
+
+use std::path::{Path, PathBuf};
+
+use myelin_cli::convert::proto::{
+    attr_type, data_type, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+};
+use myelin_cli::convert::{self, ConvertOptions, Converted};
+use myelin_cli::npy;
+use myelin_precompile::{reference, Engine};
+use prost::Message;
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn data(name: &str, suffix: &str) -> npy::Array {
+    npy::read(models().join("data").join(format!("{name}_{suffix}.npy"))).unwrap()
+}
+
+/// Quantized outputs (dequantized) and float outputs for every test row.
+struct Run {
+    converted: Converted,
+    quant: Vec<Vec<f32>>,
+    float: Vec<Vec<f32>>,
+}
+
+fn run_model(name: &str) -> Run {
+    let onnx = models().join(format!("{name}.onnx"));
+    let calib = data(name, "calib");
+    let converted = convert::convert_onnx(
+        &onnx,
+        &calib,
+        &ConvertOptions {
+            progress: name == "digits_cnn",
+        },
+    )
+    .unwrap();
+    let test_x = data(name, "test_x");
+    let float = convert::run_float(&onnx, &test_x).unwrap();
+    assert_eq!(float.rows(), test_x.rows());
+    let engine = Engine::new(converted.model.clone(), converted.analysis.clone());
+    let xs = test_x.to_f32();
+    let mut quant = Vec::new();
+    for (i, row) in xs.chunks(test_x.row_len()).enumerate() {
+        let q = convert::quantize_input(&converted.model, row);
+        let y = engine.run(&q);
+        if i < 8 {
+            // the engine is tested against the scalar reference elsewhere; spot-check here
+            assert_eq!(
+                y,
+                reference::run(&converted.model, &converted.analysis, &q),
+                "{name} row {i}"
+            );
+        }
+        quant.push(convert::dequantize_output(
+            &converted.model,
+            &converted.analysis,
+            &y,
+        ));
+    }
+    let f = float.to_f32();
+    let float = f.chunks(float.row_len()).map(<[f32]>::to_vec).collect();
+    Run {
+        converted,
+        quant,
+        float,
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    // first maximum, like numpy (ties are common in quantized outputs)
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+struct Classification {
+    agreement: f64,
+    float_acc: f64,
+    quant_acc: f64,
+}
+
+fn classify(name: &str, decide: impl Fn(&[f32]) -> usize) -> Classification {
+    let r = run_model(name);
+    let labels = data(name, "test_y").to_i64().unwrap();
+    let n = labels.len();
+    assert_eq!(r.quant.len(), n);
+    let (mut agree, mut fok, mut qok) = (0, 0, 0);
+    for ((fy, qy), &label) in r.float.iter().zip(&r.quant).zip(&labels) {
+        let (f, q) = (decide(fy), decide(qy));
+        agree += (f == q) as usize;
+        fok += (f as i64 == label) as usize;
+        qok += (q as i64 == label) as usize;
+    }
+    let c = Classification {
+        agreement: agree as f64 / n as f64,
+        float_acc: fok as f64 / n as f64,
+        quant_acc: qok as f64 / n as f64,
+    };
+    println!("{}", r.converted.report);
+    println!(
+        "{name}: {n} test rows, float accuracy {:.4}, int8 accuracy {:.4}, top-1 agreement {:.4} \
+         ({} bytes, {} MACs)",
+        c.float_acc,
+        c.quant_acc,
+        c.agreement,
+        r.converted.bytes.len(),
+        r.converted.analysis.total.macs
+    );
+    c
+}
+
+#[test]
+fn digits_mlp_quantizes() {
+    let c = classify("digits_mlp", argmax);
+    assert!(c.agreement >= 0.97, "agreement {}", c.agreement);
+    assert!(
+        c.quant_acc >= c.float_acc - 0.02,
+        "int8 accuracy {} vs float {}",
+        c.quant_acc,
+        c.float_acc
+    );
+}
+
+#[test]
+fn digits_cnn_quantizes() {
+    let c = classify("digits_cnn", argmax);
+    assert!(c.agreement >= 0.97, "agreement {}", c.agreement);
+    assert!(
+        c.quant_acc >= c.float_acc - 0.02,
+        "int8 accuracy {} vs float {}",
+        c.quant_acc,
+        c.float_acc
+    );
+}
+
+#[test]
+fn credit_mlp_quantizes() {
+    // one sigmoid output: P(class 1)
+    let c = classify("credit_mlp", |p| (p[0] > 0.5) as usize);
+    assert!(c.agreement >= 0.95, "agreement {}", c.agreement);
+    assert!(
+        c.quant_acc >= c.float_acc - 0.03,
+        "int8 accuracy {} vs float {}",
+        c.quant_acc,
+        c.float_acc
+    );
+}
+
+#[test]
+fn residual_mlp_quantizes() {
+    let c = classify("residual_mlp", argmax);
+    assert!(c.agreement >= 0.95, "agreement {}", c.agreement);
+    assert!(
+        c.quant_acc >= c.float_acc - 0.03,
+        "int8 accuracy {} vs float {}",
+        c.quant_acc,
+        c.float_acc
+    );
+}
+
+/// Regression: the model predicts `y / 100`; errors are in target units (× 100). The output
+/// step (output scale × 100) is about 1.2 units: allow about two steps at worst, one on
+/// average (measured: max 0.98, mean 0.35).
+const DIABETES_MAX_ABS_ERROR: f64 = 2.5;
+const DIABETES_MEAN_ABS_ERROR: f64 = 1.0;
+
+#[test]
+fn diabetes_reg_quantizes() {
+    let r = run_model("diabetes_reg");
+    let y = data("diabetes_reg", "test_y").to_f32();
+    let n = y.len();
+    let (mut max_err, mut sum_err, mut fse, mut qse) = (0f64, 0f64, 0f64, 0f64);
+    for ((fy, qy), &label) in r.float.iter().zip(&r.quant).zip(&y) {
+        let (f, q, t) = (
+            fy[0] as f64 * 100.0,
+            qy[0] as f64 * 100.0,
+            label as f64 * 100.0,
+        );
+        let e = (f - q).abs();
+        max_err = max_err.max(e);
+        sum_err += e;
+        fse += (f - t).powi(2);
+        qse += (q - t).powi(2);
+    }
+    let mean_err = sum_err / n as f64;
+    let (frmse, qrmse) = ((fse / n as f64).sqrt(), (qse / n as f64).sqrt());
+    println!("{}", r.converted.report);
+    println!(
+        "diabetes_reg: {n} test rows, int8 vs float |error| max {max_err:.3} mean {mean_err:.3} (target units; \
+         output step {:.3}), RMSE vs labels float {frmse:.3} int8 {qrmse:.3}",
+        r.converted.model.output_scale.to_f64() * 100.0
+    );
+    assert!(max_err <= DIABETES_MAX_ABS_ERROR, "max abs error {max_err}");
+    assert!(
+        mean_err <= DIABETES_MEAN_ABS_ERROR,
+        "mean abs error {mean_err}"
+    );
+    assert!(qrmse <= frmse + 1.0, "int8 RMSE {qrmse} vs float {frmse}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Synthetic ONNX graphs
+// ---------------------------------------------------------------------------------------
+
+/// Deterministic pseudo-random numbers in [-1, 1) (xorshift; no dependency needed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+    }
+
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// Builds ONNX graphs the way `torch.onnx.export` names things.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+fn ai(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        r#type: attr_type::INT,
+        ..Default::default()
+    }
+}
+
+fn af(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f,
+        r#type: attr_type::FLOAT,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: attr_type::INTS,
+        ..Default::default()
+    }
+}
+
+impl Builder {
+    fn init(&mut self, name: &str, dims: &[i64], data: Vec<f32>) -> String {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.inits.push(TensorProto {
+            dims: dims.to_vec(),
+            data_type: data_type::FLOAT,
+            name: name.into(),
+            raw_data: raw,
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    fn init_i64(&mut self, name: &str, data: &[i64]) -> String {
+        self.inits.push(TensorProto {
+            dims: vec![data.len() as i64],
+            data_type: data_type::INT64,
+            name: name.into(),
+            int64_data: data.to_vec(),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+        let name = format!("/{}/{op}", self.nodes.len());
+        let out = format!("{name}_output_0");
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name,
+            op_type: op.into(),
+            attribute,
+            domain: String::new(),
+        });
+        out
+    }
+
+    fn bytes(self, in_dims: &[i64], output: &str) -> Vec<u8> {
+        let mut dims = vec![Dimension {
+            dim_value: None,
+            dim_param: Some("N".into()),
+        }];
+        dims.extend(in_dims.iter().map(|&d| Dimension {
+            dim_value: Some(d),
+            dim_param: None,
+        }));
+        let input = ValueInfoProto {
+            name: "input".into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: 1,
+                    shape: Some(TensorShapeProto { dim: dims }),
+                }),
+            }),
+        };
+        let model = ModelProto {
+            ir_version: 8,
+            producer_name: "myelin-test".into(),
+            producer_version: String::new(),
+            graph: Some(GraphProto {
+                node: self.nodes,
+                name: "test".into(),
+                initializer: self.inits,
+                input: vec![input],
+                output: vec![ValueInfoProto {
+                    name: output.into(),
+                    r#type: None,
+                }],
+            }),
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
+        };
+        model.encode_to_vec()
+    }
+}
+
+fn temp_onnx(tag: &str, bytes: &[u8]) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("myelin-convert-{tag}-{}.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Converts a synthetic model (calibrated on 512 random rows, so that fresh rows rarely fall
+/// outside the calibrated ranges), then checks the int8 outputs against the float graph on 32
+/// fresh rows: the max abs error must stay within `tol` (in output units).
+fn check_synthetic(
+    tag: &str,
+    bytes: Vec<u8>,
+    in_dims: &[usize],
+    ops: &[&str],
+    tol: f64,
+) -> Converted {
+    let path = temp_onnx(tag, &bytes);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ tag.len() as u64);
+    let row: usize = in_dims.iter().product();
+    let shape = |n: usize| [vec![n], in_dims.to_vec()].concat();
+    let calib = npy::Array::f32(shape(512), rng.vec(512 * row, 1.0));
+    let test = npy::Array::f32(shape(32), rng.vec(32 * row, 1.0));
+    let converted = convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap();
+    let got: Vec<&str> = converted.model.nodes.iter().map(|n| n.op_name()).collect();
+    assert_eq!(got, ops, "{tag}: lowering\n{}", converted.report);
+    let float = convert::run_float(&path, &test).unwrap();
+    let f = float.to_f32();
+    let engine = Engine::new(converted.model.clone(), converted.analysis.clone());
+    let mut max_err = 0f64;
+    for (x, fy) in test.to_f32().chunks(row).zip(f.chunks(float.row_len())) {
+        let q = engine.run(&convert::quantize_input(&converted.model, x));
+        assert_eq!(
+            q,
+            reference::run(
+                &converted.model,
+                &converted.analysis,
+                &convert::quantize_input(&converted.model, x)
+            )
+        );
+        let y = convert::dequantize_output(&converted.model, &converted.analysis, &q);
+        assert_eq!(y.len(), fy.len());
+        for (a, b) in y.iter().zip(fy) {
+            max_err = max_err.max((a - b).abs() as f64);
+        }
+    }
+    std::fs::remove_file(&path).ok();
+    println!(
+        "{tag}: max |int8 − float| = {max_err:.4} (tolerance {tol})\n{}",
+        converted.report
+    );
+    assert!(
+        max_err <= tol,
+        "{tag}: max abs error {max_err} > {tol}\n{}",
+        converted.report
+    );
+    converted
+}
+
+#[test]
+fn conv_pipeline_with_every_window_op() {
+    // Conv → BatchNorm (folded) → Clip(0, 6) (fused) → AveragePool(3, pad 1, count_include_pad)
+    // → grouped Conv → Relu (fused) → MaxPool → GlobalAveragePool → Flatten → MatMul + Add
+    // (bias) → Tanh
+    let mut rng = Rng(7);
+    let mut b = Builder::default();
+    let w1 = b.init("conv1.weight", &[4, 2, 3, 3], rng.vec(72, 0.5));
+    let b1 = b.init("conv1.bias", &[4], rng.vec(4, 0.1));
+    let pads1 = ints("pads", &[1, 1, 1, 1]);
+    let h = b.node(
+        "Conv",
+        &["input", &w1, &b1],
+        vec![
+            ints("kernel_shape", &[3, 3]),
+            pads1.clone(),
+            ints("strides", &[1, 1]),
+        ],
+    );
+    let gamma = b.init(
+        "bn.weight",
+        &[4],
+        rng.vec(4, 0.5).iter().map(|v| v + 1.0).collect(),
+    );
+    let beta = b.init("bn.bias", &[4], rng.vec(4, 0.2));
+    let mean = b.init("bn.running_mean", &[4], rng.vec(4, 0.3));
+    let var = b.init(
+        "bn.running_var",
+        &[4],
+        rng.vec(4, 0.3).iter().map(|v| v + 1.0).collect(),
+    );
+    let h = b.node(
+        "BatchNormalization",
+        &[&h, &gamma, &beta, &mean, &var],
+        vec![af("epsilon", 1e-5)],
+    );
+    let lo = b.init("clip.min", &[], vec![0.0]);
+    let hi = b.init("clip.max", &[], vec![6.0]);
+    let h = b.node("Clip", &[&h, &lo, &hi], vec![]);
+    let h = b.node(
+        "AveragePool",
+        &[&h],
+        vec![
+            ints("kernel_shape", &[3, 3]),
+            pads1.clone(),
+            ints("strides", &[1, 1]),
+            ai("count_include_pad", 1),
+        ],
+    );
+    let w2 = b.init("conv2.weight", &[4, 2, 3, 3], rng.vec(72, 0.5));
+    let b2 = b.init("conv2.bias", &[4], rng.vec(4, 0.1));
+    let h = b.node(
+        "Conv",
+        &[&h, &w2, &b2],
+        vec![ai("group", 2), pads1, ints("strides", &[2, 2])],
+    );
+    let h = b.node("Relu", &[&h], vec![]);
+    let h = b.node(
+        "MaxPool",
+        &[&h],
+        vec![ints("kernel_shape", &[2, 2]), ints("strides", &[1, 1])],
+    );
+    let h = b.node("GlobalAveragePool", &[&h], vec![]);
+    let h = b.node("Flatten", &[&h], vec![ai("axis", 1)]);
+    let w3 = b.init("fc.weight", &[4, 3], rng.vec(12, 1.0));
+    let h = b.node("MatMul", &[&h, &w3], vec![]);
+    let b3 = b.init("fc.bias", &[3], rng.vec(3, 0.2));
+    let h = b.node("Add", &[&h, &b3], vec![]);
+    let out = b.node("Tanh", &[&h], vec![]);
+    let ops = [
+        "Conv2d",
+        "AvgPool2d",
+        "Conv2d",
+        "MaxPool2d",
+        "AvgPool2d",
+        "Reshape",
+        "Dense",
+        "Lut",
+    ];
+    check_synthetic("conv", b.bytes(&[2, 6, 6], &out), &[2, 6, 6], &ops, 0.03);
+}
+
+#[test]
+fn residual_pipeline_with_lone_batchnorm_and_softmax() {
+    // Gemm(transB=0) → Relu ─┬─ Gemm → Add(residual) → BatchNorm (lone: diagonal Dense)
+    //                        └────────┘
+    // → Reshape [N, 2, 4] → MatMul (+ no bias) → Softmax(axis=-1) over [2, 5]
+    let mut rng = Rng(11);
+    let mut b = Builder::default();
+    let w1 = b.init("fc1.weight", &[8, 8], rng.vec(64, 0.6)); // [in, out]: transB = 0
+    let b1 = b.init("fc1.bias", &[8], rng.vec(8, 0.1));
+    let h = b.node(
+        "Gemm",
+        &["input", &w1, &b1],
+        vec![af("alpha", 1.0), af("beta", 1.0)],
+    );
+    let h = b.node("Relu", &[&h], vec![]);
+    let w2 = b.init("fc2.weight", &[8, 8], rng.vec(64, 0.6));
+    let b2 = b.init("fc2.bias", &[8], rng.vec(8, 0.1));
+    let h2 = b.node("Gemm", &[&h, &w2, &b2], vec![ai("transB", 1)]);
+    let r = b.node("Add", &[&h2, &h], vec![]);
+    let gamma = b.init(
+        "bn.weight",
+        &[8],
+        rng.vec(8, 0.5).iter().map(|v| v + 1.0).collect(),
+    );
+    let beta = b.init("bn.bias", &[8], rng.vec(8, 0.2));
+    let mean = b.init("bn.running_mean", &[8], rng.vec(8, 0.3));
+    let var = b.init(
+        "bn.running_var",
+        &[8],
+        rng.vec(8, 0.3).iter().map(|v| v + 1.0).collect(),
+    );
+    let r = b.node(
+        "BatchNormalization",
+        &[&r, &gamma, &beta, &mean, &var],
+        vec![],
+    );
+    let shape = b.init_i64("shape", &[0, 2, 4]);
+    let r = b.node("Reshape", &[&r, &shape], vec![]);
+    let w3 = b.init("head.weight", &[4, 5], rng.vec(20, 1.0));
+    let r = b.node("MatMul", &[&r, &w3], vec![]);
+    let r = b.node("Identity", &[&r], vec![]);
+    let out = b.node("Softmax", &[&r], vec![ai("axis", -1)]);
+    let ops = [
+        "Dense", "Dense", "Add", "Dense", "Reshape", "Dense", "Softmax",
+    ];
+    check_synthetic("residual", b.bytes(&[8], &out), &[8], &ops, 0.02);
+}
+
+#[test]
+fn conv1d_sigmoid_and_standalone_relu() {
+    // Conv1d (no bias) → Relu (fused) → Add(h, h) → Flatten → Clip(0.2, 1.5) (after a
+    // Reshape: a Clamp node) → Gemm → Sigmoid
+    let mut rng = Rng(5);
+    let mut b = Builder::default();
+    let w = b.init("conv.weight", &[4, 3, 3], rng.vec(36, 0.5));
+    let h = b.node(
+        "Conv",
+        &["input", &w],
+        vec![ints("pads", &[1, 1]), ints("kernel_shape", &[3])],
+    );
+    let h = b.node("Relu", &[&h], vec![]);
+    let h = b.node("Add", &[&h, &h], vec![]);
+    let h = b.node("Flatten", &[&h], vec![]);
+    let lo = b.init("lo", &[], vec![0.2]);
+    let hi = b.init("hi", &[], vec![1.5]);
+    let h = b.node("Clip", &[&h, &lo, &hi], vec![]);
+    let w2 = b.init("fc.weight", &[2, 40], rng.vec(80, 0.3));
+    let b2 = b.init("fc.bias", &[2], rng.vec(2, 0.1));
+    let h = b.node("Gemm", &[&h, &w2, &b2], vec![ai("transB", 1)]);
+    let out = b.node("Sigmoid", &[&h], vec![]);
+    let ops = ["Conv1d", "Add", "Reshape", "Clamp", "Dense", "Lut"];
+    check_synthetic("conv1d", b.bytes(&[3, 10], &out), &[3, 10], &ops, 0.02);
+}
+
+#[test]
+fn unsupported_op_is_named() {
+    let mut b = Builder::default();
+    let w = b.init("fc.weight", &[4, 4], vec![0.5; 16]);
+    let h = b.node("Gemm", &["input", &w], vec![ai("transB", 1)]);
+    let out = b.node("Erf", &[&h], vec![]);
+    let path = temp_onnx("erf", &b.bytes(&[4], &out));
+    let calib = npy::Array::f32(vec![2, 4], vec![0.1, 0.2, 0.3, 0.4, -0.1, 0.0, 0.5, 1.0]);
+    let err = format!(
+        "{:#}",
+        convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+    );
+    assert!(
+        err.contains("unsupported ONNX op `Erf`") && err.contains("/1/Erf"),
+        "{err}"
+    );
+    let err = format!("{:#}", convert::run_float(&path, &calib).unwrap_err());
+    assert!(err.contains("`Erf`"), "{err}");
+    std::fs::remove_file(&path).ok();
+    println!("error: {err}");
+}
+
+#[test]
+fn accumulator_overflow_names_the_layer() {
+    // 70 000 equal weights quantize to 127 each: 255 · 127 · 70 000 > 2^31 − 1.
+    const K: usize = 70_000;
+    let mut b = Builder::default();
+    let w = b.init("fc.weight", &[1, K as i64], vec![0.01; K]);
+    let out = b.node("Gemm", &["input", &w], vec![ai("transB", 1)]);
+    let path = temp_onnx("overflow", &b.bytes(&[K as i64], &out));
+    let calib = npy::Array::f32(vec![1, K], (0..K).map(|i| (i % 7) as f32 / 7.0).collect());
+    let err = format!(
+        "{:#}",
+        convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+    );
+    std::fs::remove_file(&path).ok();
+    assert!(
+        err.contains("layer 0 (Dense)")
+            && err.contains("/0/Gemm")
+            && err.contains("overflows int32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn constant_add_without_a_layer_is_rejected() {
+    let mut b = Builder::default();
+    let c = b.init("c", &[4], vec![1.0; 4]);
+    let out = b.node("Add", &["input", &c], vec![]);
+    let path = temp_onnx("addconst", &b.bytes(&[4], &out));
+    let calib = npy::Array::f32(vec![1, 4], vec![0.1, 0.2, 0.3, 0.4]);
+    let err = format!(
+        "{:#}",
+        convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+    );
+    std::fs::remove_file(&path).ok();
+    assert!(err.contains("/0/Add") && err.contains("bias"), "{err}");
+}
+
+#[test]
+fn run_float_matches_saved_float_metrics() {
+    // The float interpreter reproduces the accuracies train_models.py measured with
+    // onnx.reference (models/float_metrics.json).
+    let metrics = std::fs::read_to_string(models().join("float_metrics.json")).unwrap();
+    for (name, key) in [
+        ("digits_mlp", 0.9733333333333334),
+        ("digits_cnn", 0.9866666666666667),
+    ] {
+        assert!(
+            metrics.contains(&format!("{key}")),
+            "{name}: float_metrics.json changed"
+        );
+        let y = convert::run_float(
+            &models().join(format!("{name}.onnx")),
+            &data(name, "test_x"),
+        )
+        .unwrap();
+        let labels = data(name, "test_y").to_i64().unwrap();
+        let f = y.to_f32();
+        let ok = f
+            .chunks(y.row_len())
+            .zip(&labels)
+            .filter(|(p, &l)| argmax(p) as i64 == l)
+            .count();
+        let acc = ok as f64 / labels.len() as f64;
+        assert!((acc - key).abs() < 1e-9, "{name}: {acc} vs {key}");
+        // probabilities sum to 1
+        assert!(f
+            .chunks(y.row_len())
+            .all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    }
+}

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IMyelin} from "./IMyelin.sol";
+
+/// @title Myelin: typed helpers over the Myelin precompile.
+/// @notice Calls bubble the precompile's own custom errors (UnknownModel, InvalidInputLength,
+/// ...) unchanged, so `vm.expectRevert(abi.encodeWithSelector(IMyelin.UnknownModel.selector, id))`
+/// works in tests and block explorers decode them with IMyelin's ABI.
+library Myelin {
+    /// The precompile's default address (a chain may configure another one).
+    address internal constant PRECOMPILE = 0x0000000000000000000000000000000000000a11;
+
+    /// Probabilities and other fractions returned by this library have 18 decimals.
+    uint256 internal constant ONE = 1e18;
+
+    /// The precompile is not active on this chain (or not yet at this block).
+    error MyelinUnavailable();
+    /// An index is outside the model's output.
+    error OutputIndexOutOfRange(uint256 index, uint256 length);
+
+    // ---------------------------------------------------------------- calls
+
+    /// Runs model `id` on raw int8 input (one byte per element).
+    function infer(bytes32 id, bytes memory input) internal view returns (bytes memory output) {
+        return abi.decode(_staticcall(abi.encodeCall(IMyelin.infer, (id, input))), (bytes));
+    }
+
+    /// Runs model `id` on fixed-point inputs with `decimals` decimals; outputs use the same.
+    function inferFixed(bytes32 id, int256[] memory input, uint8 decimals) internal view returns (int256[] memory) {
+        return abi.decode(_staticcall(abi.encodeCall(IMyelin.inferFixed, (id, input, decimals))), (int256[]));
+    }
+
+    /// Runs model `id` on several raw inputs in one call (one model load).
+    function inferBatch(bytes32 id, bytes[] memory inputs) internal view returns (bytes[] memory) {
+        return abi.decode(_staticcall(abi.encodeCall(IMyelin.inferBatch, (id, inputs))), (bytes[]));
+    }
+
+    /// Shapes, quantization and the gas one inference costs.
+    function modelInfo(bytes32 id) internal view returns (IMyelin.ModelInfo memory) {
+        return abi.decode(_staticcall(abi.encodeCall(IMyelin.modelInfo, (id))), (IMyelin.ModelInfo));
+    }
+
+    /// Publishes a model (state-changing: not from a view function).
+    function publish(bytes memory model) internal returns (bytes32 id) {
+        (bool ok, bytes memory ret) = PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (model)));
+        _check(ok, ret);
+        return abi.decode(ret, (bytes32));
+    }
+
+    // ---------------------------------------------------------------- decoding int8 outputs
+
+    /// Element `i` of a raw output as a signed int8.
+    function at(bytes memory output, uint256 i) internal pure returns (int8) {
+        if (i >= output.length) revert OutputIndexOutOfRange(i, output.length);
+        return int8(uint8(output[i]));
+    }
+
+    /// The whole raw output as int8 values.
+    function toInt8s(bytes memory output) internal pure returns (int8[] memory values) {
+        values = new int8[](output.length);
+        for (uint256 i = 0; i < output.length; i++) {
+            values[i] = int8(uint8(output[i]));
+        }
+    }
+
+    /// Index and value of the largest element (first one on ties, like the engine's argmax).
+    function argmax(bytes memory output) internal pure returns (uint256 index, int8 value) {
+        value = type(int8).min;
+        for (uint256 i = 0; i < output.length; i++) {
+            int8 v = int8(uint8(output[i]));
+            if (v > value || i == 0) {
+                (index, value) = (i, v);
+            }
+        }
+    }
+
+    /// Indices of the `k` largest elements, largest first (earlier index first on ties).
+    function topK(bytes memory output, uint256 k) internal pure returns (uint256[] memory indices) {
+        if (k > output.length) k = output.length;
+        indices = new uint256[](k);
+        bool[] memory taken = new bool[](output.length);
+        for (uint256 j = 0; j < k; j++) {
+            int16 best = -129;
+            uint256 bestIndex;
+            for (uint256 i = 0; i < output.length; i++) {
+                int16 v = int16(int8(uint8(output[i])));
+                if (!taken[i] && v > best) {
+                    (best, bestIndex) = (v, i);
+                }
+            }
+            taken[bestIndex] = true;
+            indices[j] = bestIndex;
+        }
+    }
+
+    /// Probability (18 decimals) of class `i` from a Softmax output (scale 1/256, zero point -128).
+    function softmaxProbability(bytes memory output, uint256 i) internal pure returns (uint256) {
+        return (uint256(int256(at(output, i)) + 128) * ONE) / 256;
+    }
+
+    /// Dequantizes element `i` with a tensor's quantization to 18 decimals, rounding toward
+    /// zero (the precompile's inferFixed rounds half away from zero; use it for exact parity).
+    function dequantize(bytes memory output, uint256 i, IMyelin.Quantization memory q) internal pure returns (int256) {
+        int256 v = (int256(at(output, i)) - q.zeroPoint) * int256(q.scaleMult) * int256(ONE);
+        int256 shift = int256(q.scaleShift) - 31;
+        return shift >= 0 ? v * int256(2 ** uint256(shift)) : v / int256(2 ** uint256(-shift));
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    function _staticcall(bytes memory data) private view returns (bytes memory ret) {
+        bool ok;
+        (ok, ret) = PRECOMPILE.staticcall(data);
+        _check(ok, ret);
+    }
+
+    /// Bubbles the precompile's revert data; an empty success means nothing answered.
+    function _check(bool ok, bytes memory ret) private pure {
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (ret.length == 0) revert MyelinUnavailable();
+    }
+}
