@@ -1,4 +1,6 @@
-//! Library half of the `myelin` command: ONNX → Myelin conversion and `.npy` I/O.
+//! Library half of the `myelin` command: ONNX → Myelin conversion, `.npy` I/O, and the
+//! directory-backed state `myelin precompile` runs the real precompile over.
 
 pub mod convert;
 pub mod npy;
+pub mod store;

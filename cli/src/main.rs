@@ -1,1 +1,451 @@
-fn main() {}
+//! `myelin`: from a trained ONNX model to a Myelin model on chain, and everything around it.
+
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{keccak256, Address, B256, U256};
+use alloy_sol_types::{SolCall, SolValue};
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, Subcommand};
+use myelin_cli::convert::{self, ConvertOptions};
+use myelin_cli::npy;
+use myelin_cli::store::DirStore;
+use myelin_precompile::abi::IMyelin;
+use myelin_precompile::{decode, gas, Analysis, CallContext, Engine, Model, Myelin, Outcome};
+
+#[derive(Parser)]
+#[command(
+    name = "myelin",
+    version,
+    about = "Deterministic int8 neural networks inside the EVM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quantize a float ONNX model into a Myelin model, calibrating on sample rows.
+    Convert {
+        onnx: PathBuf,
+        /// Calibration rows (float32 .npy, first axis = samples).
+        #[arg(long)]
+        calib: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print the per-layer conversion report.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Show a model's id, graph, shapes, quantization, size, MACs and gas.
+    Inspect { model: PathBuf },
+    /// Run a model on .npy rows: float32 in the model's natural shape, quantized with the
+    /// model's input parameters; outputs dequantized to float32 (or int8 with --raw).
+    Run {
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// int8 in, int8 out: no (de)quantization.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Classification accuracy (top-1; a single output is a probability thresholded at 0.5).
+    Eval {
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+    },
+    /// Float ONNX vs quantized Myelin model on the same rows: what quantization cost.
+    Compare {
+        onnx: PathBuf,
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Calldata (hex) for calls of the precompile.
+    Calldata {
+        #[command(subcommand)]
+        call: CalldataCall,
+    },
+    /// Execute one precompile call (hex calldata) against a local model store directory with
+    /// the node's own precompile code; prints status, gas used and returndata.
+    Precompile {
+        /// Directory holding published models and the precompile's storage.
+        #[arg(long, default_value = "cache/myelin-store")]
+        store: PathBuf,
+        #[arg(long, default_value_t = Address::ZERO)]
+        caller: Address,
+        #[arg(long, default_value_t = 30_000_000)]
+        gas: u64,
+        #[arg(long, default_value_t = U256::ZERO)]
+        value: U256,
+        /// The call is a STATICCALL.
+        #[arg(long = "static")]
+        is_static: bool,
+        /// Print one hex string abi.encode(uint8 status, uint64 gasUsed, bytes returndata)
+        /// (status 0 success, 1 revert, 2 out of gas): the Foundry bridge reads this.
+        #[arg(long)]
+        abi: bool,
+        calldata: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalldataCall {
+    /// publishModel(bytes) of a .myl file.
+    Publish { model: PathBuf },
+    /// infer(bytes32,bytes): row `row` of a float32 .npy quantized with the model's parameters.
+    Infer {
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+    },
+    /// modelInfo(bytes32).
+    Info { model: PathBuf },
+    /// beginUpload, writeChunk..., commitUpload for a model too large for one transaction:
+    /// one calldata per line.
+    Upload {
+        model: PathBuf,
+        /// Bytes per chunk (a multiple of 32).
+        #[arg(long, default_value_t = 65_536)]
+        chunk: usize,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load(path: &Path) -> Result<(Vec<u8>, Model, Analysis)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (model, analysis) = decode(&bytes)
+        .with_context(|| format!("{} is not a valid Myelin model", path.display()))?;
+    Ok((bytes, model, analysis))
+}
+
+fn hex0x(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+/// Runs the engine on every row of `x` (float32, natural shape) and dequantizes.
+fn infer_rows(model: &Model, analysis: &Analysis, x: &npy::Array) -> Result<Vec<Vec<f32>>> {
+    let per_row = analysis.input_len();
+    ensure!(
+        x.shape.len() >= 2 && x.row_len() == per_row,
+        "input {:?} does not match the model: expected [N, {:?}] ({per_row} values per row)",
+        x.shape,
+        analysis.shapes[0]
+    );
+    let engine = Engine::new(model.clone(), analysis.clone());
+    let data = x.to_f32();
+    Ok(data
+        .chunks(per_row)
+        .map(|row| {
+            let q = convert::quantize_input(model, row);
+            convert::dequantize_output(model, analysis, &engine.run(&q))
+        })
+        .collect())
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert {
+            onnx,
+            calib,
+            output,
+            report,
+        } => {
+            let calib = npy::read(&calib)?;
+            eprintln!("calibrating on {} rows of {}", calib.rows(), onnx.display());
+            let c = convert::convert_onnx(&onnx, &calib, &ConvertOptions { progress: true })?;
+            std::fs::write(&output, &c.bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            if report {
+                println!("{}", c.report);
+            }
+            println!(
+                "wrote {} ({} bytes, id {}, {} MACs, {} gas per infer)",
+                output.display(),
+                c.bytes.len(),
+                keccak256(&c.bytes),
+                c.analysis.total.macs,
+                gas::infer_call(&c.analysis, c.bytes.len())
+            );
+        }
+        Command::Inspect { model } => {
+            let (bytes, m, a) = load(&model)?;
+            println!("model     {}", model.display());
+            println!("id        {}", keccak256(&bytes));
+            println!("size      {} bytes, {} parameters", bytes.len(), a.params);
+            let q = m.input_quant;
+            println!(
+                "input     {:?}  scale {:.6e}  zero point {}",
+                a.shapes[0],
+                q.scale.to_f64(),
+                q.zero_point
+            );
+            println!(
+                "output    {:?}  scale {:.6e}  zero point {}",
+                a.output_shape(),
+                m.output_scale.to_f64(),
+                a.output_zero_point()
+            );
+            println!(
+                "{:>4}  {:<10} {:<10} {:<16} {:>12} {:>10}",
+                "node", "op", "inputs", "output", "MACs", "elems"
+            );
+            for (i, (n, c)) in m.nodes.iter().zip(&a.costs).enumerate() {
+                let inputs = n
+                    .inputs()
+                    .iter()
+                    .map(|t| format!("t{t}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                println!(
+                    "{i:>4}  {:<10} {inputs:<10} {:<16} {:>12} {:>10}",
+                    n.op_name(),
+                    format!("{:?}", a.shapes[i + 1]),
+                    c.macs,
+                    c.elems
+                );
+            }
+            println!(
+                "total     {} MACs, {} elementwise steps",
+                a.total.macs, a.total.elems
+            );
+            println!(
+                "gas       {} per infer call (cold model), {} per extra batch item",
+                gas::infer_call(&a, bytes.len()),
+                gas::inference(&a)
+            );
+            println!("publish   {} gas", gas::publish(bytes.len()));
+        }
+        Command::Run {
+            model,
+            input,
+            output,
+            raw,
+        } => {
+            let (_, m, a) = load(&model)?;
+            let x = npy::read(&input)?;
+            let out_shape: Vec<usize> = a.output_shape().iter().map(|&d| d as usize).collect();
+            if raw {
+                let engine = Engine::new(m, a.clone());
+                let npy::ArrayData::I8(q) = &x.data else {
+                    bail!("--raw needs an int8 (|i1) .npy input")
+                };
+                ensure!(
+                    x.row_len() == a.input_len(),
+                    "rows have {} values; the model takes {}",
+                    x.row_len(),
+                    a.input_len()
+                );
+                let y: Vec<i8> = q
+                    .chunks(a.input_len())
+                    .flat_map(|row| engine.run(row))
+                    .collect();
+                npy::write_i8(&output, &[&[x.rows()][..], &out_shape].concat(), &y)?;
+            } else {
+                let y: Vec<f32> = infer_rows(&m, &a, &x)?.concat();
+                npy::write_f32(&output, &[&[x.rows()][..], &out_shape].concat(), &y)?;
+            }
+            println!("wrote {} rows to {}", x.rows(), output.display());
+        }
+        Command::Eval {
+            model,
+            input,
+            labels,
+        } => {
+            let (_, m, a) = load(&model)?;
+            let ys = infer_rows(&m, &a, &npy::read(&input)?)?;
+            let labels = npy::read(&labels)?
+                .to_i64()
+                .context("labels must be integer class ids")?;
+            ensure!(
+                labels.len() == ys.len(),
+                "{} labels for {} rows",
+                labels.len(),
+                ys.len()
+            );
+            let predicted = |y: &Vec<f32>| {
+                if y.len() == 1 {
+                    (y[0] >= 0.5) as usize
+                } else {
+                    argmax(y)
+                }
+            };
+            let correct = ys
+                .iter()
+                .zip(&labels)
+                .filter(|(y, &l)| predicted(y) as i64 == l)
+                .count();
+            println!(
+                "accuracy {:.4} ({correct}/{} rows)",
+                correct as f64 / ys.len() as f64,
+                ys.len()
+            );
+        }
+        Command::Compare { onnx, model, input } => {
+            let (_, m, a) = load(&model)?;
+            let x = npy::read(&input)?;
+            let q = infer_rows(&m, &a, &x)?;
+            let f = convert::run_float(&onnx, &x)?.to_f32();
+            let per_row = f.len() / x.rows();
+            let (mut agree, mut max_err, mut sum_err) = (0usize, 0f32, 0f64);
+            for (qy, fy) in q.iter().zip(f.chunks(per_row)) {
+                agree += (argmax(qy) == argmax(fy)) as usize;
+                for (a, b) in qy.iter().zip(fy) {
+                    max_err = max_err.max((a - b).abs());
+                    sum_err += (a - b).abs() as f64;
+                }
+            }
+            println!("rows {}", q.len());
+            println!("top-1 agreement {:.4}", agree as f64 / q.len() as f64);
+            println!(
+                "max abs error {max_err:.6}, mean abs error {:.6}",
+                sum_err / f.len() as f64
+            );
+        }
+        Command::Calldata { call } => match call {
+            CalldataCall::Publish { model } => {
+                let (bytes, ..) = load(&model)?;
+                println!(
+                    "{}",
+                    hex0x(
+                        &IMyelin::publishModelCall {
+                            model: bytes.into()
+                        }
+                        .abi_encode()
+                    )
+                );
+            }
+            CalldataCall::Infer { model, input, row } => {
+                let (bytes, m, a) = load(&model)?;
+                let x = npy::read(&input)?;
+                ensure!(
+                    row < x.rows() && x.row_len() == a.input_len(),
+                    "row {row} of {:?} is not an input of shape {:?}",
+                    x.shape,
+                    a.shapes[0]
+                );
+                let values = &x.to_f32()[row * a.input_len()..(row + 1) * a.input_len()];
+                let q: Vec<u8> = convert::quantize_input(&m, values)
+                    .into_iter()
+                    .map(|v| v as u8)
+                    .collect();
+                println!(
+                    "{}",
+                    hex0x(
+                        &IMyelin::inferCall {
+                            id: keccak256(&bytes),
+                            input: q.into()
+                        }
+                        .abi_encode()
+                    )
+                );
+            }
+            CalldataCall::Info { model } => {
+                let (bytes, ..) = load(&model)?;
+                println!(
+                    "{}",
+                    hex0x(
+                        &IMyelin::modelInfoCall {
+                            id: keccak256(&bytes)
+                        }
+                        .abi_encode()
+                    )
+                );
+            }
+            CalldataCall::Upload { model, chunk } => {
+                ensure!(
+                    chunk > 0 && chunk % 32 == 0,
+                    "--chunk must be a positive multiple of 32"
+                );
+                let (bytes, ..) = load(&model)?;
+                let id = keccak256(&bytes);
+                println!(
+                    "{}",
+                    hex0x(
+                        &IMyelin::beginUploadCall {
+                            id,
+                            size: bytes.len() as u32
+                        }
+                        .abi_encode()
+                    )
+                );
+                for (i, c) in bytes.chunks(chunk).enumerate() {
+                    let call = IMyelin::writeChunkCall {
+                        id,
+                        offset: (i * chunk) as u32,
+                        chunk: c.to_vec().into(),
+                    };
+                    println!("{}", hex0x(&call.abi_encode()));
+                }
+                println!("{}", hex0x(&IMyelin::commitUploadCall { id }.abi_encode()));
+            }
+        },
+        Command::Precompile {
+            store,
+            caller,
+            gas,
+            value,
+            is_static,
+            abi,
+            calldata,
+        } => {
+            let data = hex::decode(calldata.trim().trim_start_matches("0x"))
+                .context("calldata is not hex")?;
+            let mut host = DirStore::open(&store)?;
+            let ctx = CallContext {
+                caller,
+                value,
+                is_static,
+                is_direct: true,
+                gas_limit: gas,
+            };
+            let Ok(outcome) = Myelin::new(1).call(&mut host, &ctx, &data);
+            let (status, gas_used, ret) = match &outcome {
+                Outcome::Success { gas_used, output } => (0u8, *gas_used, output.clone()),
+                Outcome::Revert { gas_used, output } => (1, *gas_used, output.clone()),
+                Outcome::OutOfGas => (2, gas, Default::default()),
+            };
+            if abi {
+                print!(
+                    "{}",
+                    hex0x(&(U256::from(status), U256::from(gas_used), ret).abi_encode_params())
+                );
+            } else {
+                let name = ["success", "revert", "out of gas"][status as usize];
+                println!(
+                    "status     {name}\ngas used   {gas_used}\nreturndata {}",
+                    hex0x(&ret)
+                );
+                for (topics, data) in &host.logs {
+                    let topics: Vec<String> = topics.iter().map(B256::to_string).collect();
+                    println!(
+                        "log        topics [{}] data {}",
+                        topics.join(", "),
+                        hex0x(data)
+                    );
+                }
+            }
+            if status == 0 {
+                host.commit()?;
+            }
+        }
+    }
+    Ok(())
+}
