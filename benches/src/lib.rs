@@ -1,1 +1,1 @@
-
+//! Benchmarks only: see `benches/gas.rs` (`cargo bench -p myelin-benches`).

@@ -1,0 +1,210 @@
+//! The precompile's dispatch over an in-memory host: gas warm/cold per transaction, batches,
+//! fixed point, and that the node-local cache changes neither gas nor results.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use alloy_primitives::{keccak256, Address, Bytes, B256, I256, U256};
+use alloy_sol_types::SolCall;
+use myelin_precompile::abi::IMyelin;
+use myelin_precompile::random::{self, Rng};
+use myelin_precompile::{decode, encode, fixed, gas, CallContext, Engine, Host, Myelin, Outcome};
+
+/// One "transaction" worth of state: storage persists across `new_tx`, transient does not.
+#[derive(Default)]
+struct MemHost {
+    storage: HashMap<U256, U256>,
+    transient: HashMap<U256, U256>,
+    models: HashMap<B256, Bytes>,
+}
+
+impl MemHost {
+    fn new_tx(&mut self) {
+        self.transient.clear();
+    }
+}
+
+impl Host for MemHost {
+    type Error = Infallible;
+    fn sload(&mut self, key: U256) -> Result<U256, Infallible> {
+        Ok(self.storage.get(&key).copied().unwrap_or_default())
+    }
+    fn sstore(&mut self, key: U256, value: U256) -> Result<(), Infallible> {
+        self.storage.insert(key, value);
+        Ok(())
+    }
+    fn tload(&mut self, key: U256) -> U256 {
+        self.transient.get(&key).copied().unwrap_or_default()
+    }
+    fn tstore(&mut self, key: U256, value: U256) {
+        self.transient.insert(key, value);
+    }
+    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Infallible> {
+        Ok(self.models.get(&id).cloned())
+    }
+    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Infallible> {
+        self.models.insert(id, bytes);
+        Ok(())
+    }
+    fn log(&mut self, _: Vec<B256>, _: Bytes) {}
+}
+
+const CTX: CallContext = CallContext {
+    caller: Address::ZERO,
+    value: U256::ZERO,
+    is_static: false,
+    is_direct: true,
+    gas_limit: 30_000_000,
+};
+
+fn call(m: &Myelin, host: &mut MemHost, data: &[u8]) -> (u64, Bytes) {
+    match m.call(host, &CTX, data) {
+        Ok(Outcome::Success { gas_used, output }) => (gas_used, output),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn published(seed: u64) -> (Myelin, MemHost, Vec<u8>, B256) {
+    let model = encode(&random::model(&mut Rng::new(seed), 5));
+    let id = keccak256(&model);
+    let (m, mut host) = (Myelin::new(4), MemHost::default());
+    let (gas_used, out) = call(
+        &m,
+        &mut host,
+        &IMyelin::publishModelCall {
+            model: model.clone().into(),
+        }
+        .abi_encode(),
+    );
+    assert_eq!(out.as_ref(), id.as_slice());
+    let calldata = 4 + 32 * 2 + model.len().div_ceil(32) * 32; // selector, offset, length, data
+    assert_eq!(
+        gas_used,
+        gas::CALL_BASE + gas::IO_BYTE * (calldata as u64 + 32) + gas::publish(model.len())
+    );
+    host.new_tx();
+    (m, host, model, id)
+}
+
+#[test]
+fn second_load_in_a_transaction_is_warm() {
+    let (m, mut host, model, id) = published(3);
+    let (_, a) = decode(&model).unwrap();
+    let data = IMyelin::inferCall {
+        id,
+        input: vec![1u8; a.input_len()].into(),
+    }
+    .abi_encode();
+    let (cold, out1) = call(&m, &mut host, &data);
+    let (warm, out2) = call(&m, &mut host, &data);
+    assert_eq!(out1, out2);
+    assert_eq!(cold, gas::infer_call(&a, model.len()));
+    assert_eq!(cold - warm, gas::load(model.len(), false) - gas::LOAD_WARM);
+    host.new_tx();
+    assert_eq!(
+        call(&m, &mut host, &data).0,
+        cold,
+        "warmth does not outlive the transaction"
+    );
+}
+
+#[test]
+fn the_node_cache_changes_neither_gas_nor_results() {
+    let (m, mut host, model, id) = published(4);
+    let (_, a) = decode(&model).unwrap();
+    let data = IMyelin::inferCall {
+        id,
+        input: vec![9u8; a.input_len()].into(),
+    }
+    .abi_encode();
+    let with_cache = call(&m, &mut host, &data); // the publish filled the cache
+    host.new_tx();
+    let without = call(&Myelin::new(1), &mut host, &data); // a fresh node: loads from state
+    assert_eq!(with_cache, without);
+}
+
+#[test]
+fn batch_charges_one_load_and_one_inference_per_input() {
+    let (m, mut host, model, id) = published(5);
+    let (_, a) = decode(&model).unwrap();
+    let inputs: Vec<Bytes> = (0..3u8).map(|i| vec![i; a.input_len()].into()).collect();
+    let data = IMyelin::inferBatchCall {
+        id,
+        inputs: inputs.clone(),
+    }
+    .abi_encode();
+    let (gas_used, out) = call(&m, &mut host, &data);
+    let outs = IMyelin::inferBatchCall::abi_decode_returns(&out).unwrap();
+    let engine = Engine::new(decode(&model).unwrap().0, a.clone());
+    for (x, y) in inputs.iter().zip(&outs) {
+        let x: Vec<i8> = x.iter().map(|&b| b as i8).collect();
+        assert_eq!(
+            y.iter().map(|&b| b as i8).collect::<Vec<_>>(),
+            engine.run(&x)
+        );
+    }
+    let io = gas::IO_BYTE * (data.len() + out.len()) as u64;
+    assert_eq!(
+        gas_used,
+        gas::CALL_BASE + io + gas::load(model.len(), false) + 3 * gas::inference(&a)
+    );
+}
+
+#[test]
+fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
+    let (m, mut host, model, id) = published(6);
+    let (model, a) = decode(&model).unwrap();
+    let x: Vec<I256> = (0..a.input_len() as i64)
+        .map(|i| I256::try_from(i * 1_000_000 - 3_000_000).unwrap())
+        .collect();
+    let (_, out) = call(
+        &m,
+        &mut host,
+        &IMyelin::inferFixedCall {
+            id,
+            input: x.clone(),
+            decimals: 6,
+        }
+        .abi_encode(),
+    );
+    let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
+    let q: Vec<i8> = x
+        .iter()
+        .map(|&v| fixed::quantize(v, 6, model.input_quant))
+        .collect();
+    let oq = myelin_precompile::model::Quant {
+        scale: model.output_scale,
+        zero_point: a.output_zero_point(),
+    };
+    let expected: Vec<I256> = Engine::new(model, a)
+        .run(&q)
+        .into_iter()
+        .map(|y| fixed::dequantize(y, 6, oq))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn out_of_gas_before_any_work() {
+    let (m, mut host, model, id) = published(7);
+    let (_, a) = decode(&model).unwrap();
+    let data = IMyelin::inferCall {
+        id,
+        input: vec![0u8; a.input_len()].into(),
+    }
+    .abi_encode();
+    let need = gas::infer_call(&a, model.len());
+    let ctx = CallContext {
+        gas_limit: need - 1,
+        ..CTX
+    };
+    assert_eq!(m.call(&mut host, &ctx, &data), Ok(Outcome::OutOfGas));
+    let ctx = CallContext {
+        gas_limit: need,
+        ..CTX
+    };
+    assert!(matches!(
+        m.call(&mut host, &ctx, &data),
+        Ok(Outcome::Success { .. })
+    ));
+}
