@@ -1,14 +1,14 @@
 //! The inference engine: the spec's integer semantics on burn's ndarray backend with Int
 //! tensors. Matrix products run as int32 matmuls (convolutions through im2col built with
-//! `unfold`), pooling through `unfold` + `max_dim`/`sum_dim`, and requantization as whole-
-//! tensor int64 arithmetic. Nothing here depends on thread count: integer sums are exact in
+//! `unfold`), pooling as elementwise max/sum over strided slices, and requantization as
+//! whole-tensor int64 arithmetic. Nothing here depends on thread count: integer sums are exact in
 //! any order, and validation proves that none of them can overflow.
 //!
 //! Rounding is expressed with sign/abs and truncating division, which is equal to gemmlowp's
 //! mask-and-threshold form (`docs/SPEC.md` §3) and broadcasts per-channel parameters for free.
 
 use burn::tensor::ops::PadMode;
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Slice, Tensor, TensorData};
 
 use crate::model::*;
 use crate::validate::{Analysis, ADD_LEFT_SHIFT, SOFTMAX_ZERO_POINT};
@@ -158,6 +158,47 @@ fn windows(x: T<3>, win: &Window, pad_value: f32) -> T<4> {
     u.reshape([c, oh, ow, kh * kw])
 }
 
+/// Pools a padded `[C, H, W]` map by folding its `KH·KW` strided views (one per offset in
+/// the window, each `[C, OH, OW]`) with `combine`: a handful of whole-tensor operations
+/// instead of materialising every window.
+fn pool_offsets(
+    x: T<3>,
+    win: &Window,
+    pad_value: f32,
+    combine: impl Fn(T<3>, T<3>) -> T<3>,
+) -> T<3> {
+    let [pt, pl, pb, pr] = win.pads.map(|p| p as usize);
+    let x = x.pad([(pt, pb), (pl, pr)], PadMode::Constant(pad_value));
+    let [_, hp, wp] = x.dims();
+    let out = |size: usize, axis: usize| {
+        (size - win.kernel[axis] as usize) / win.stride[axis] as usize + 1
+    };
+    let (oh, ow) = (out(hp, 0), out(wp, 1));
+    let view = |start: usize, n: usize, step: u16| Slice {
+        start: start as isize,
+        end: Some((start + (n - 1) * step as usize + 1) as isize),
+        step: step as isize,
+    };
+    let all = Slice {
+        start: 0,
+        end: None,
+        step: 1,
+    };
+    let mut acc: Option<T<3>> = None;
+    for i in 0..win.kernel[0] as usize {
+        for j in 0..win.kernel[1] as usize {
+            let v = x
+                .clone()
+                .slice([all, view(i, oh, win.stride[0]), view(j, ow, win.stride[1])]);
+            acc = Some(match acc {
+                None => v,
+                Some(a) => combine(a, v),
+            });
+        }
+    }
+    acc.unwrap_or_else(|| unreachable!("validated kernels are at least 1x1"))
+}
+
 impl Engine {
     pub fn new(model: Model, analysis: Analysis) -> Self {
         let prepared = model
@@ -255,26 +296,26 @@ impl Engine {
                 }
                 (Node::MaxPool(p), _) => {
                     let x = get(p.input).reshape(chw(shape(p.input)));
-                    let m: T<4> = windows(x, &p.window, -128.0).max_dim(3);
-                    m.flatten(0, 3)
+                    pool_offsets(x, &p.window, -128.0, T::max_pair).flatten(0, 2)
                 }
                 (Node::AvgPool(p), _) => {
                     let [ch, h, w] = chw(shape(p.input));
                     let x = get(p.input).reshape([ch, h, w]);
                     let kk = p.window.kernel[0] as i64 * p.window.kernel[1] as i64;
-                    let (sum, count): (T<4>, T<4>) = if p.count_include_pad {
+                    let add = |a: T<3>, b: T<3>| a + b;
+                    let (sum, count) = if p.count_include_pad {
                         let z = zp(p.input) as f32;
-                        let sum = windows(x, &p.window, z).sum_dim(3);
+                        let sum = pool_offsets(x, &p.window, z, add);
                         let count = sum.clone().zeros_like().add_scalar(kk);
                         (sum, count)
                     } else {
                         let ones = tensor(vec![1; h * w], [1, h, w], WIDE);
-                        let count = windows(ones, &p.window, 0.0).sum_dim(3);
-                        let sum = windows(x, &p.window, 0.0).sum_dim(3);
+                        let count = pool_offsets(ones, &p.window, 0.0, add);
+                        let sum = pool_offsets(x, &p.window, 0.0, add);
                         let count = count.expand(sum.dims());
                         (sum, count)
                     };
-                    div_round(sum, count).flatten(0, 3)
+                    div_round(sum, count).flatten(0, 2)
                 }
                 (Node::Add(ad), Prepared::Add(params)) => {
                     let [pa, pb, out] = &**params;

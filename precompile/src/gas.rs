@@ -24,7 +24,7 @@ pub const LOAD_WARM: u64 = 100;
 pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 300;
 pub const MAC_MILLI: u64 = 60;
-pub const ELEM_MILLI: u64 = 1_600;
+pub const ELEM_MILLI: u64 = 1_000;
 
 /// Publishing: flat cost plus a code-deposit-like charge per stored byte (EIP-170's 200),
 /// plus the cold load's validation charge.
