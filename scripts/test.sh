@@ -20,7 +20,8 @@ passed=${rust% *}
 failed=${rust#* }
 
 if compgen -G "contracts/test/*.t.sol" >/dev/null; then
-  cargo build -p myelin-cli --bin myelin || status=1
+  # The bridge runs target/debug/myelin; building it workspace-wide reuses the test build.
+  cargo build --workspace --bins || status=1
   scripts/forge test --json > "$log" 2>&1 || status=1
   forge=$(node -e 'let r={};try{r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"))}catch{}
     let p=0,f=0;for(const s of Object.values(r))for(const t of Object.values(s.test_results||{})){if(t.status==="Success")p++;else if(t.status==="Failure")f++}
