@@ -433,7 +433,7 @@ fn run(cli: Cli) -> Result<()> {
                     "status     {name}\ngas used   {gas_used}\nreturndata {}",
                     hex0x(&ret)
                 );
-                for (topics, data) in &host.logs {
+                for (topics, data) in &host.state.logs {
                     let topics: Vec<String> = topics.iter().map(B256::to_string).collect();
                     println!(
                         "log        topics [{}] data {}",

@@ -14,16 +14,15 @@ use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Bytes, B256, U256};
 use anyhow::{Context, Result};
+use myelin_precompile::memhost::MemHost;
 use myelin_precompile::Host;
 
 pub struct DirStore {
     /// Held for the store's lifetime: no other process reads or writes meanwhile.
     _lock: std::fs::File,
     dir: PathBuf,
-    storage: BTreeMap<U256, U256>,
-    transient: BTreeMap<U256, U256>,
-    new_models: Vec<(B256, Bytes)>,
-    pub logs: Vec<(Vec<B256>, Bytes)>,
+    /// The state of this call: storage from `storage.json`, models read lazily from files.
+    pub state: MemHost,
 }
 
 impl DirStore {
@@ -40,22 +39,30 @@ impl DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        let state = MemHost {
+            storage,
+            ..MemHost::default()
+        };
         Ok(DirStore {
             _lock: lock,
             dir: dir.to_path_buf(),
-            storage,
-            transient: BTreeMap::new(),
-            new_models: Vec::new(),
-            logs: Vec::new(),
+            state,
         })
+    }
+
+    fn model_path(&self, id: B256) -> PathBuf {
+        self.dir.join("models").join(format!("{id}.myl"))
     }
 
     /// Persists the call's writes (only called after a successful call).
     pub fn commit(self) -> Result<()> {
-        for (id, bytes) in &self.new_models {
-            write_atomic(&self.dir.join("models").join(format!("{id}.myl")), bytes)?;
+        for (id, bytes) in &self.state.models {
+            let path = self.model_path(*id);
+            if !path.exists() {
+                write_atomic(&path, bytes)?;
+            }
         }
-        let json = serde_json::to_string_pretty(&self.storage)?;
+        let json = serde_json::to_string_pretty(&self.state.storage)?;
         write_atomic(&self.dir.join("storage.json"), json.as_bytes())
     }
 }
@@ -66,47 +73,34 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
+/// [`MemHost`] plus model files read on first use.
 impl Host for DirStore {
     type Error = Infallible;
 
     fn sload(&mut self, key: U256) -> Result<U256, Infallible> {
-        Ok(self.storage.get(&key).copied().unwrap_or_default())
+        self.state.sload(key)
     }
-
     fn sstore(&mut self, key: U256, value: U256) -> Result<(), Infallible> {
-        if value.is_zero() {
-            self.storage.remove(&key);
-        } else {
-            self.storage.insert(key, value);
-        }
-        Ok(())
+        self.state.sstore(key, value)
     }
-
     fn tload(&mut self, key: U256) -> U256 {
-        self.transient.get(&key).copied().unwrap_or_default()
+        self.state.tload(key)
     }
-
     fn tstore(&mut self, key: U256, value: U256) {
-        self.transient.insert(key, value);
+        self.state.tstore(key, value)
     }
-
     fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Infallible> {
-        if let Some((_, b)) = self.new_models.iter().find(|(i, _)| *i == id) {
-            return Ok(Some(b.clone()));
+        if !self.state.models.contains_key(&id) {
+            if let Ok(bytes) = std::fs::read(self.model_path(id)) {
+                self.state.models.insert(id, bytes.into());
+            }
         }
-        Ok(
-            std::fs::read(self.dir.join("models").join(format!("{id}.myl")))
-                .ok()
-                .map(Bytes::from),
-        )
+        self.state.model_bytes(id)
     }
-
     fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Infallible> {
-        self.new_models.push((id, bytes));
-        Ok(())
+        self.state.store_model(id, bytes)
     }
-
     fn log(&mut self, topics: Vec<B256>, data: Bytes) {
-        self.logs.push((topics, data));
+        self.state.log(topics, data)
     }
 }

@@ -16,6 +16,7 @@ pub mod evm;
 pub mod fixed;
 pub mod gas;
 pub mod limits;
+pub mod memhost;
 pub mod model;
 pub mod precompile;
 pub mod quant;

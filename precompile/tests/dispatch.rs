@@ -1,53 +1,12 @@
 //! The precompile's dispatch over an in-memory host: gas warm/cold per transaction, batches,
 //! fixed point, and that the node-local cache changes neither gas nor results.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-
 use alloy_primitives::{keccak256, Address, Bytes, B256, I256, U256};
 use alloy_sol_types::SolCall;
 use myelin_precompile::abi::IMyelin;
+use myelin_precompile::memhost::MemHost;
 use myelin_precompile::random::{self, Rng};
-use myelin_precompile::{decode, encode, fixed, gas, CallContext, Engine, Host, Myelin, Outcome};
-
-/// One "transaction" worth of state: storage persists across `new_tx`, transient does not.
-#[derive(Default)]
-struct MemHost {
-    storage: HashMap<U256, U256>,
-    transient: HashMap<U256, U256>,
-    models: HashMap<B256, Bytes>,
-}
-
-impl MemHost {
-    fn new_tx(&mut self) {
-        self.transient.clear();
-    }
-}
-
-impl Host for MemHost {
-    type Error = Infallible;
-    fn sload(&mut self, key: U256) -> Result<U256, Infallible> {
-        Ok(self.storage.get(&key).copied().unwrap_or_default())
-    }
-    fn sstore(&mut self, key: U256, value: U256) -> Result<(), Infallible> {
-        self.storage.insert(key, value);
-        Ok(())
-    }
-    fn tload(&mut self, key: U256) -> U256 {
-        self.transient.get(&key).copied().unwrap_or_default()
-    }
-    fn tstore(&mut self, key: U256, value: U256) {
-        self.transient.insert(key, value);
-    }
-    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Infallible> {
-        Ok(self.models.get(&id).cloned())
-    }
-    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Infallible> {
-        self.models.insert(id, bytes);
-        Ok(())
-    }
-    fn log(&mut self, _: Vec<B256>, _: Bytes) {}
-}
+use myelin_precompile::{decode, encode, fixed, gas, CallContext, Engine, Myelin, Outcome};
 
 const CTX: CallContext = CallContext {
     caller: Address::ZERO,
