@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ] || npm ci --no-audit --no-fund
 scripts/forge build --quiet
-cargo run --quiet -p myelin-tests --bin demo
+cargo run -p myelin-tests --bin demo  # the first run compiles the workspace (several minutes)
