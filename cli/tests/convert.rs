@@ -121,53 +121,42 @@ fn classify(name: &str, decide: impl Fn(&[f32]) -> usize) -> Classification {
     c
 }
 
-#[test]
-fn digits_mlp_quantizes() {
-    let c = classify("digits_mlp", argmax);
-    assert!(c.agreement >= 0.97, "agreement {}", c.agreement);
+/// Converts `name`, then requires top-1 agreement with the float model of at least
+/// `min_agreement` and int8 accuracy at most `max_drop` below float accuracy.
+fn assert_quantizes(name: &str, decide: fn(&[f32]) -> usize, min_agreement: f64, max_drop: f64) {
+    let c = classify(name, decide);
     assert!(
-        c.quant_acc >= c.float_acc - 0.02,
-        "int8 accuracy {} vs float {}",
+        c.agreement >= min_agreement,
+        "{name}: agreement {}",
+        c.agreement
+    );
+    assert!(
+        c.quant_acc >= c.float_acc - max_drop,
+        "{name}: int8 accuracy {} vs float {}",
         c.quant_acc,
         c.float_acc
     );
 }
 
 #[test]
+fn digits_mlp_quantizes() {
+    assert_quantizes("digits_mlp", argmax, 0.97, 0.02);
+}
+
+#[test]
 fn digits_cnn_quantizes() {
-    let c = classify("digits_cnn", argmax);
-    assert!(c.agreement >= 0.97, "agreement {}", c.agreement);
-    assert!(
-        c.quant_acc >= c.float_acc - 0.02,
-        "int8 accuracy {} vs float {}",
-        c.quant_acc,
-        c.float_acc
-    );
+    assert_quantizes("digits_cnn", argmax, 0.97, 0.02);
 }
 
 #[test]
 fn credit_mlp_quantizes() {
     // one sigmoid output: P(class 1)
-    let c = classify("credit_mlp", |p| (p[0] > 0.5) as usize);
-    assert!(c.agreement >= 0.95, "agreement {}", c.agreement);
-    assert!(
-        c.quant_acc >= c.float_acc - 0.03,
-        "int8 accuracy {} vs float {}",
-        c.quant_acc,
-        c.float_acc
-    );
+    assert_quantizes("credit_mlp", |p| (p[0] > 0.5) as usize, 0.95, 0.03);
 }
 
 #[test]
 fn residual_mlp_quantizes() {
-    let c = classify("residual_mlp", argmax);
-    assert!(c.agreement >= 0.95, "agreement {}", c.agreement);
-    assert!(
-        c.quant_acc >= c.float_acc - 0.03,
-        "int8 accuracy {} vs float {}",
-        c.quant_acc,
-        c.float_acc
-    );
+    assert_quantizes("residual_mlp", argmax, 0.95, 0.03);
 }
 
 /// Regression: the model predicts `y / 100`; errors are in target units (× 100). The output
