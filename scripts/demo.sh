@@ -6,4 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ] || npm ci --no-audit --no-fund
 scripts/forge build --quiet
-cargo run -p myelin-tests --bin demo  # the first run compiles the workspace (several minutes)
+# Build with the same units as scripts/test.sh (`cargo test --workspace` resolves features for
+# the whole workspace, dev-dependencies included; `cargo run -p` would resolve them for one
+# package and rebuild burn and alloy with other features), so neither command rebuilds what
+# the other built. The first run compiles the workspace (several minutes).
+cargo build --workspace --bins --tests
+target/debug/demo
