@@ -85,12 +85,17 @@ fn model(input_shape: Vec<u32>, zero_point: i8, nodes: Vec<Node>) -> Model {
         mult: HALF,
         shift: -6,
     }; // 1/128
-    Model {
+    let mut m = Model {
         input_shape,
         input_quant: Quant { scale, zero_point },
         output_scale: scale,
         nodes,
+    };
+    // The canonical output scale where the graph fixes one (Softmax: 1/256; SPEC §4.2).
+    if let Some(fixed) = myelin_precompile::validate::fixed_output_scale(&m) {
+        m.output_scale = fixed;
     }
+    m
 }
 
 fn all_int8() -> Vec<i8> {
