@@ -108,12 +108,12 @@ enum CalldataCall {
     },
     /// modelInfo(bytes32).
     Info { model: PathBuf },
-    /// beginUpload, writeChunk..., commitUpload for a model too large for one transaction:
-    /// one calldata per line.
+    /// writeChunk... then commitUpload for a model too large for one transaction: one
+    /// calldata per line, each chunk in its own transaction, the commit last.
     Upload {
         model: PathBuf,
-        /// Bytes per chunk (a multiple of 32).
-        #[arg(long, default_value_t = 65_536)]
+        /// Bytes per chunk (at most 24576, the EIP-170 code size).
+        #[arg(long, default_value_t = gas::MAX_CHUNK_BYTES)]
         chunk: usize,
     },
 }
@@ -371,30 +371,26 @@ fn run(cli: Cli) -> Result<()> {
             }
             CalldataCall::Upload { model, chunk } => {
                 ensure!(
-                    chunk > 0 && chunk % 32 == 0,
-                    "--chunk must be a positive multiple of 32"
+                    (1..=gas::MAX_CHUNK_BYTES).contains(&chunk),
+                    "--chunk must be 1..={} bytes",
+                    gas::MAX_CHUNK_BYTES
                 );
                 let (bytes, ..) = load(&model)?;
-                let id = keccak256(&bytes);
-                println!(
-                    "{}",
-                    hex0x(
-                        &IMyelin::beginUploadCall {
-                            id,
-                            size: bytes.len() as u32
-                        }
-                        .abi_encode()
-                    )
-                );
-                for (i, c) in bytes.chunks(chunk).enumerate() {
-                    let call = IMyelin::writeChunkCall {
-                        id,
-                        offset: (i * chunk) as u32,
-                        chunk: c.to_vec().into(),
-                    };
-                    println!("{}", hex0x(&call.abi_encode()));
-                }
-                println!("{}", hex0x(&IMyelin::commitUploadCall { id }.abi_encode()));
+                let chunks: Vec<B256> = bytes
+                    .chunks(chunk)
+                    .map(|c| {
+                        let call = IMyelin::writeChunkCall {
+                            chunk: c.to_vec().into(),
+                        };
+                        println!("{}", hex0x(&call.abi_encode()));
+                        keccak256(c)
+                    })
+                    .collect();
+                let commit = IMyelin::commitUploadCall {
+                    id: keccak256(&bytes),
+                    chunks,
+                };
+                println!("{}", hex0x(&commit.abi_encode()));
             }
         },
         Command::Precompile {

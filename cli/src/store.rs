@@ -2,8 +2,8 @@
 //! the node runs ([`myelin_precompile::Myelin`]) over files instead of EVM state, so Foundry
 //! tests (through the bridge contract) exercise the real implementation.
 //!
-//! Layout: `<dir>/models/<id>.myl` (published models), `<dir>/storage.json` (the precompile
-//! account's storage slots). Each invocation is one call in a fresh transaction: transient
+//! Layout: `<dir>/code/<address>` (code of the accounts holding published models and upload
+//! chunks), `<dir>/storage.json` (the precompile account's storage slots). Each invocation is one call in a fresh transaction: transient
 //! storage starts empty, so every model load is priced cold (conservative). Writes land only
 //! when the call succeeds, like a journaled EVM call, and files are replaced atomically. An
 //! exclusive lock on `<dir>/lock` serialises calls (forge runs test suites in parallel).
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use anyhow::{Context, Result};
 use myelin_precompile::memhost::MemHost;
 use myelin_precompile::Host;
@@ -27,7 +27,7 @@ pub struct DirStore {
 
 impl DirStore {
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("models"))
+        std::fs::create_dir_all(dir.join("code"))
             .with_context(|| format!("creating {}", dir.display()))?;
         let lock =
             std::fs::File::create(dir.join("lock")).context("creating the store's lock file")?;
@@ -50,14 +50,14 @@ impl DirStore {
         })
     }
 
-    fn model_path(&self, id: B256) -> PathBuf {
-        self.dir.join("models").join(format!("{id}.myl"))
+    fn code_path(&self, at: Address) -> PathBuf {
+        self.dir.join("code").join(at.to_string())
     }
 
     /// Persists the call's writes (only called after a successful call).
     pub fn commit(self) -> Result<()> {
-        for (id, bytes) in &self.state.models {
-            let path = self.model_path(*id);
+        for (at, bytes) in &self.state.code {
+            let path = self.code_path(*at);
             if !path.exists() {
                 write_atomic(&path, bytes)?;
             }
@@ -73,7 +73,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
-/// [`MemHost`] plus model files read on first use.
+/// [`MemHost`] plus code files read on first use.
 impl Host for DirStore {
     type Error = Infallible;
 
@@ -89,16 +89,16 @@ impl Host for DirStore {
     fn tstore(&mut self, key: U256, value: U256) {
         self.state.tstore(key, value)
     }
-    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Infallible> {
-        if !self.state.models.contains_key(&id) {
-            if let Ok(bytes) = std::fs::read(self.model_path(id)) {
-                self.state.models.insert(id, bytes.into());
+    fn code(&mut self, at: Address) -> Result<Option<Bytes>, Infallible> {
+        if !self.state.code.contains_key(&at) {
+            if let Ok(bytes) = std::fs::read(self.code_path(at)) {
+                self.state.code.insert(at, bytes.into());
             }
         }
-        self.state.model_bytes(id)
+        self.state.code(at)
     }
-    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Infallible> {
-        self.state.store_model(id, bytes)
+    fn store_code(&mut self, at: Address, data: Bytes) -> Result<(), Infallible> {
+        self.state.store_code(at, data)
     }
     fn log(&mut self, topics: Vec<B256>, data: Bytes) {
         self.state.log(topics, data)

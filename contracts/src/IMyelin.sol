@@ -53,23 +53,24 @@ interface IMyelin {
     error IndirectCall();
     /// The calldata does not decode as a call of this interface.
     error MalformedCall();
-    /// A chunked upload does not exist or its bytes do not hash to the declared id.
-    error UploadMismatch(bytes32 id, string reason);
+    /// A chunked upload failed (docs/SPEC.md §6): `code` 1 = the chunk is empty or longer than
+    /// 24576 bytes, 2 = a listed chunk was never written (`id` is the chunk's for both);
+    /// 3 = the chunks add up to more than 16 MiB, 4 = they do not hash to `id` (the model's).
+    error UploadMismatch(bytes32 id, uint16 code);
     /// Too many inputs in one batch.
     error BatchTooLarge(uint256 count, uint256 max);
 
     /// Validates and stores `model`; returns keccak256(model). Idempotent.
     function publishModel(bytes calldata model) external returns (bytes32 id);
 
-    /// Starts (or restarts) a chunked upload by the caller of a model of `size` bytes whose
-    /// keccak256 is `id`; for models larger than one transaction can carry.
-    function beginUpload(bytes32 id, uint32 size) external;
+    /// Stores `chunk` (1 to 24576 bytes) once, as the code of an account named by its hash,
+    /// for a model larger than one transaction can carry; returns keccak256(chunk).
+    /// Idempotent: an existing chunk is not stored or charged again.
+    function writeChunk(bytes calldata chunk) external returns (bytes32 chunkId);
 
-    /// Writes `chunk` at byte `offset` (a multiple of 32) of the caller's upload of `id`.
-    function writeChunk(bytes32 id, uint32 offset, bytes calldata chunk) external;
-
-    /// Checks the uploaded bytes hash to `id`, validates and publishes them, and frees the upload.
-    function commitUpload(bytes32 id) external returns (bytes32);
+    /// Concatenates the written chunks in the order listed, checks the result hashes to `id`,
+    /// then validates and publishes it exactly like `publishModel`.
+    function commitUpload(bytes32 id, bytes32[] calldata chunks) external returns (bytes32);
 
     /// Runs the model on raw int8 input (one byte per element, two's complement).
     function infer(bytes32 id, bytes calldata input) external view returns (bytes memory output);

@@ -1,14 +1,14 @@
 //! The precompile inside the EVM: [`Myelin`] over alloy-evm's `EvmInternals`.
 //!
-//! Models are stored as the code of an address derived from their id, behind a STOP byte
-//! (like SSTORE2), so loading one is a single code read; metadata and chunked uploads live in
-//! the precompile account's storage; per-transaction warmth in its transient storage.
+//! Models and upload chunks are stored as the code of an address derived from their hash,
+//! behind a STOP byte (like SSTORE2), so loading one is a single code read; model lengths live
+//! in the precompile account's storage; per-transaction warmth in its transient storage.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use alloy_evm::precompiles::{DynPrecompile, PrecompileInput};
 use alloy_evm::{EvmInternals, EvmInternalsError};
-use alloy_primitives::{address, keccak256, Address, Bytes, Log, LogData, B256, U256};
+use alloy_primitives::{address, Address, Bytes, Log, LogData, B256, U256};
 use alloy_sol_types::SolError;
 use revm::bytecode::Bytecode;
 use revm::precompile::{PrecompileError, PrecompileHalt, PrecompileId, PrecompileOutput};
@@ -18,11 +18,6 @@ use crate::precompile::{CallContext, Host, Myelin, Outcome};
 
 /// Default address of the precompile.
 pub const DEFAULT_ADDRESS: Address = address!("0000000000000000000000000000000000000a11");
-
-/// The account whose code holds model `id`'s bytes (after a leading STOP).
-pub fn model_address(id: B256) -> Address {
-    Address::from_slice(&keccak256([b"myelin.model.code".as_slice(), id.as_slice()].concat())[12..])
-}
 
 struct EvmHost<'i, 'a> {
     internals: &'i mut EvmInternals<'a>,
@@ -56,16 +51,16 @@ impl Host for EvmHost<'_, '_> {
         self.internals.tstore(self.address, key, value)
     }
 
-    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Self::Error> {
-        let account = self.internals.load_account_code(model_address(id))?;
+    fn code(&mut self, at: Address) -> Result<Option<Bytes>, Self::Error> {
+        let account = self.internals.load_account_code(at)?;
         let code = account.data.code().map(|c| c.original_bytes());
         Ok(code.filter(|c| !c.is_empty()).map(|c| c.slice(1..)))
     }
 
-    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Self::Error> {
-        let code = [&[0x00u8][..], &bytes].concat();
+    fn store_code(&mut self, at: Address, data: Bytes) -> Result<(), Self::Error> {
+        let code = [&[0x00u8][..], &data].concat();
         self.internals
-            .set_code(model_address(id), Bytecode::new_legacy(code.into()))
+            .set_code(at, Bytecode::new_legacy(code.into()))
     }
 
     fn log(&mut self, topics: Vec<B256>, data: Bytes) {

@@ -8,8 +8,31 @@ use crate::validate::Analysis;
 
 /// Flat part of every call (ABI decoding, dispatch).
 pub const CALL_BASE: u64 = 400;
-/// Per byte of calldata and of returndata handled by the precompile.
+/// Per byte of calldata and of returndata handled by the precompile. Canonical decoding
+/// (`abi::decode_call`) keeps decoded arguments within the calldata, so this also pays for
+/// them; returndata is charged before the inference that produces it.
 pub const IO_BYTE: u64 = 3;
+/// Most inputs in one `inferBatch`.
+pub const MAX_BATCH: usize = 256;
+
+/// The precompile account's storage slots at EVM prices: EIP-2929 cold and warm reads (warmth
+/// per transaction in transient storage) and EIP-2200 setting a zero slot.
+pub const SLOAD_COLD: u64 = 2_100;
+pub const SLOAD_WARM: u64 = 100;
+pub const SSTORE_SET: u64 = 20_000;
+
+/// State kept as account code (models and upload chunks), priced like CREATE: a new account
+/// (32,000) plus the code deposit per byte (200, as EIP-170 contracts pay).
+pub const CREATE_BASE: u64 = 32_000;
+pub const STORE_BYTE: u64 = 200;
+/// Reading a code account, like EXTCODECOPY: cold account access plus 3 per 32-byte word.
+pub const ACCOUNT_COLD: u64 = 2_600;
+pub const COPY_WORD: u64 = 3;
+/// Hashing an upload's concatenated chunks, like KECCAK256: per 32-byte word.
+pub const HASH_WORD: u64 = 6;
+/// Largest upload chunk: the EIP-170 code size limit, so one chunk is what one CREATE may
+/// deposit and fits one transaction.
+pub const MAX_CHUNK_BYTES: usize = 24_576;
 
 /// First use of a model in a transaction: read its bytes from state, parse and prepare them
 /// (or hit the node-local cache, which gas may not assume).
@@ -25,16 +48,6 @@ pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 300;
 pub const MAC_MILLI: u64 = 60;
 pub const ELEM_MILLI: u64 = 1_000;
-
-/// Publishing: flat cost plus a code-deposit-like charge per stored byte (EIP-170's 200),
-/// plus the cold load's validation charge.
-pub const PUBLISH_BASE: u64 = 32_000;
-pub const STORE_BYTE: u64 = 200;
-/// Chunked upload: per call, and per 32-byte word staged in storage.
-pub const CHUNK_BASE: u64 = 5_000;
-pub const CHUNK_WORD: u64 = 5_000;
-/// Most inputs in one `inferBatch`.
-pub const MAX_BATCH: usize = 256;
 
 fn milli(units: u64, milligas: u64) -> u64 {
     (units.saturating_mul(milligas)).div_ceil(1000)
@@ -59,15 +72,25 @@ pub fn inference(a: &Analysis) -> u64 {
 
 /// Gas of one `infer` call with a cold model, as `modelInfo` reports it: what a caller
 /// should budget. `calldata` = 4 + 32·3 + padded input (the ABI encoding of `infer`: selector,
-/// id, offset, length, data).
+/// id, offset, length, data); the model's length slot is read cold, then its bytes are loaded
+/// cold.
 pub fn infer_call(a: &Analysis, size: usize) -> u64 {
-    let padded = |n: usize| n.div_ceil(32) * 32;
-    let calldata = 4 + 32 * 3 + padded(a.input_len());
-    let returndata = 64 + padded(a.output_len());
-    CALL_BASE + IO_BYTE * (calldata + returndata) as u64 + load(size, false) + inference(a)
+    let calldata = 4 + 32 * 3 + words(a.input_len()) * 32;
+    let returndata = 64 + words(a.output_len()) * 32;
+    CALL_BASE
+        + IO_BYTE * (calldata + returndata) as u64
+        + SLOAD_COLD
+        + load(size, false)
+        + inference(a)
 }
 
-/// Gas of publishing `size` bytes (validation included).
+/// 32-byte words covering `bytes` bytes.
+pub fn words(bytes: usize) -> usize {
+    bytes.div_ceil(32)
+}
+
+/// Gas of publishing a new model of `size` bytes, after its length slot was read: the code
+/// account, the length slot set from zero, and validation (a cold load of the bytes).
 pub fn publish(size: usize) -> u64 {
-    PUBLISH_BASE + STORE_BYTE * size as u64 + load(size, false)
+    CREATE_BASE + STORE_BYTE * size as u64 + SSTORE_SET + load(size, false)
 }

@@ -1,10 +1,10 @@
-//! [`MemHost`]: the precompile's state kept in memory — storage and transient slots, model
-//! bytes, logs. Tests use it as is; `myelin precompile` persists one to a directory.
+//! [`MemHost`]: the precompile's state kept in memory — storage and transient slots, code of
+//! the accounts holding models and upload chunks, logs. Tests use it as is; `myelin precompile` persists one to a directory.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use alloy_primitives::{Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 
 use crate::precompile::Host;
 
@@ -13,7 +13,8 @@ pub struct MemHost {
     /// Storage of the precompile account (zero values are not kept).
     pub storage: BTreeMap<U256, U256>,
     pub transient: BTreeMap<U256, U256>,
-    pub models: BTreeMap<B256, Bytes>,
+    /// Code of the accounts holding models and upload chunks (without the EVM's STOP byte).
+    pub code: BTreeMap<Address, Bytes>,
     pub logs: Vec<(Vec<B256>, Bytes)>,
 }
 
@@ -48,12 +49,12 @@ impl Host for MemHost {
         self.transient.insert(key, value);
     }
 
-    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Infallible> {
-        Ok(self.models.get(&id).cloned())
+    fn code(&mut self, at: Address) -> Result<Option<Bytes>, Infallible> {
+        Ok(self.code.get(&at).cloned())
     }
 
-    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Infallible> {
-        self.models.insert(id, bytes);
+    fn store_code(&mut self, at: Address, data: Bytes) -> Result<(), Infallible> {
+        self.code.insert(at, data);
         Ok(())
     }
 

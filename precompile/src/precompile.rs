@@ -9,12 +9,16 @@
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use alloy_primitives::{keccak256, Address, Bytes, B256, I256, U256};
-use alloy_sol_types::{SolCall, SolError, SolEvent, SolInterface};
+use alloy_primitives::{keccak256, Address, Bytes, Keccak256, B256, I256, U256};
+use alloy_sol_types::{SolCall, SolError, SolEvent};
 use lru::LruCache;
 
-use crate::abi::IMyelin::{self, IMyelinCalls};
+use crate::abi::{
+    self,
+    IMyelin::{self, IMyelinCalls},
+};
 use crate::engine::Engine;
+use crate::validate::Analysis;
 use crate::{codec, fixed, gas};
 
 /// The node's state, as the precompile sees it. Everything here is journaled by the EVM:
@@ -27,10 +31,11 @@ pub trait Host {
     /// Transient (per-transaction) storage of the precompile's account.
     fn tload(&mut self, key: U256) -> U256;
     fn tstore(&mut self, key: U256, value: U256);
-    /// The stored bytes of model `id`, if published.
-    fn model_bytes(&mut self, id: B256) -> Result<Option<Bytes>, Self::Error>;
-    /// Stores the bytes of model `id` (called once per id).
-    fn store_model(&mut self, id: B256, bytes: Bytes) -> Result<(), Self::Error>;
+    /// The data kept as the code of account `at` (models and upload chunks, see [`addr`]),
+    /// or `None` if the account has no code.
+    fn code(&mut self, at: Address) -> Result<Option<Bytes>, Self::Error>;
+    /// Keeps `data` (not empty) as the code of account `at`, which has none yet.
+    fn store_code(&mut self, at: Address, data: Bytes) -> Result<(), Self::Error>;
     fn log(&mut self, topics: Vec<B256>, data: Bytes);
 }
 
@@ -80,6 +85,10 @@ fn revert<E>(err: impl SolError) -> Stop<E> {
 struct Meter {
     limit: u64,
     used: u64,
+    /// Model warmth this call raised, written to transient storage only if the call succeeds:
+    /// the EVM's journal would undo it after a revert or halt, and this way a host without a
+    /// journal (`MemHost`) behaves the same.
+    warmth: Vec<(B256, u64)>,
 }
 
 impl Meter {
@@ -101,22 +110,58 @@ mod slot {
     pub fn model(id: B256) -> U256 {
         keccak256([b"myelin.model".as_slice(), id.as_slice()].concat()).into()
     }
-    /// `upload(caller, id)` holds size + 1 of an open upload; words follow at +1, +2, ...
-    pub fn upload(caller: Address, id: B256) -> U256 {
-        keccak256(
-            [
-                b"myelin.upload".as_slice(),
-                caller.as_slice(),
-                id.as_slice(),
-            ]
-            .concat(),
-        )
-        .into()
-    }
-    /// Transient key marking a model as loaded (warm) in this transaction.
+    /// Transient key of model `id`'s warmth in this transaction: [`super::COLD`],
+    /// [`super::SLOT_WARM`] or [`super::LOADED`].
     pub fn warm(id: B256) -> U256 {
         keccak256([b"myelin.warm".as_slice(), id.as_slice()].concat()).into()
     }
+}
+
+/// Accounts whose code holds state: 20 bytes of keccak256 of a tagged preimage.
+pub mod addr {
+    use alloy_primitives::{keccak256, Address, B256};
+
+    fn derive(tag: &[u8], hash: B256) -> Address {
+        Address::from_slice(&keccak256([tag, hash.as_slice()].concat())[12..])
+    }
+    /// The account whose code holds model `id`'s bytes.
+    pub fn model(id: B256) -> Address {
+        derive(b"myelin.model.code", id)
+    }
+    /// The account whose code holds the upload chunk whose keccak256 is `chunk_id`.
+    pub fn chunk(chunk_id: B256) -> Address {
+        derive(b"myelin.chunk", chunk_id)
+    }
+}
+
+/// Warmth of a model in the current transaction (EIP-2929-like, in transient storage, so a
+/// reverted call forgets it as the EVM forgets its accessed slots).
+const COLD: u64 = 0;
+/// Its length slot was read.
+const SLOT_WARM: u64 = 1;
+/// Its bytes were loaded too.
+const LOADED: u64 = 2;
+
+/// `UploadMismatch` codes (SPEC §6). The error's `id` is the chunk's for the first two, the
+/// model's for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum UploadError {
+    /// `writeChunk`: the chunk is empty or longer than `gas::MAX_CHUNK_BYTES`.
+    ChunkSize = 1,
+    /// `commitUpload`: a listed chunk was never written.
+    UnknownChunk = 2,
+    /// `commitUpload`: the chunks add up to more than `limits::MAX_MODEL_BYTES`.
+    TooLarge = 3,
+    /// `commitUpload`: the concatenated chunks do not hash to the id.
+    HashMismatch = 4,
+}
+
+fn upload_error<E>(id: B256, code: UploadError) -> Stop<E> {
+    revert(IMyelin::UploadMismatch {
+        id,
+        code: code as u16,
+    })
 }
 
 /// The Myelin precompile: stateless apart from the node-local cache of prepared models,
@@ -159,12 +204,18 @@ impl Myelin {
         let mut meter = Meter {
             limit: ctx.gas_limit,
             used: 0,
+            warmth: Vec::new(),
         };
         match self.dispatch(host, ctx, data, &mut meter) {
-            Ok(output) => Ok(Outcome::Success {
-                gas_used: meter.used,
-                output,
-            }),
+            Ok(output) => {
+                for (id, warmth) in meter.warmth {
+                    host.tstore(slot::warm(id), U256::from(warmth));
+                }
+                Ok(Outcome::Success {
+                    gas_used: meter.used,
+                    output,
+                })
+            }
             Err(Stop::Revert(output)) => Ok(Outcome::Revert {
                 gas_used: meter.used.min(ctx.gas_limit),
                 output,
@@ -188,84 +239,54 @@ impl Myelin {
         if !ctx.value.is_zero() {
             return Err(revert(IMyelin::ValueNotAccepted {}));
         }
-        let call = IMyelinCalls::abi_decode(data).map_err(|_| revert(IMyelin::MalformedCall {}))?;
+        let call = abi::decode_call(data).ok_or_else(|| revert(IMyelin::MalformedCall {}))?;
         let writes = matches!(
             call,
             IMyelinCalls::publishModel(_)
-                | IMyelinCalls::beginUpload(_)
                 | IMyelinCalls::writeChunk(_)
                 | IMyelinCalls::commitUpload(_)
         );
         if writes && ctx.is_static {
             return Err(revert(IMyelin::WriteInStaticContext {}));
         }
+        // Returndata is charged before the work that produces it where its size is known then
+        // (writes return one word: charged before anything is written, so nothing can fail
+        // after a write), otherwise when it is produced (modelInfo, a few words).
+        let mut returndata_charged = 0;
+        if writes {
+            returndata_charged = 32;
+            meter.charge(gas::IO_BYTE * 32)?;
+        }
         let out: Vec<u8> = match call {
             IMyelinCalls::publishModel(c) => {
-                let id = self.publish(host, ctx.caller, c.model, meter)?;
+                let id = keccak256(&c.model);
+                let (size, model) = (c.model.len(), c.model);
+                self.publish(host, ctx.caller, id, size, || model, meter)?;
                 IMyelin::publishModelCall::abi_encode_returns(&id)
             }
-            IMyelinCalls::beginUpload(c) => {
-                meter.charge(gas::CHUNK_BASE)?;
-                if c.size == 0 || c.size as usize > crate::limits::MAX_MODEL_BYTES {
-                    return Err(revert(IMyelin::UploadMismatch {
-                        id: c.id,
-                        reason: format!("size {} is outside 1..=16 MiB", c.size),
-                    }));
-                }
-                host.sstore(
-                    slot::upload(ctx.caller, c.id),
-                    U256::from(c.size as u64 + 1),
-                )
-                .map_err(Stop::Host)?;
-                Vec::new()
-            }
             IMyelinCalls::writeChunk(c) => {
-                let words = c.chunk.len().div_ceil(32) as u64;
-                meter.charge(gas::CHUNK_BASE + gas::CHUNK_WORD * words)?;
-                let base = slot::upload(ctx.caller, c.id);
-                let size = upload_size(host, base, c.id)?;
-                let end = c.offset as usize + c.chunk.len();
-                if c.offset % 32 != 0 || end > size {
-                    return Err(revert(IMyelin::UploadMismatch {
-                        id: c.id,
-                        reason: format!("chunk at {} of {} bytes: offset must be a multiple of 32 and the end within {size}", c.offset, c.chunk.len()),
-                    }));
+                let chunk_id = keccak256(&c.chunk);
+                if c.chunk.is_empty() || c.chunk.len() > gas::MAX_CHUNK_BYTES {
+                    return Err(upload_error(chunk_id, UploadError::ChunkSize));
                 }
-                for (i, word) in c.chunk.chunks(32).enumerate() {
-                    let mut w = [0u8; 32];
-                    w[..word.len()].copy_from_slice(word);
-                    let key = base + U256::from(1 + c.offset as u64 / 32 + i as u64);
-                    host.sstore(key, U256::from_be_bytes(w))
-                        .map_err(Stop::Host)?;
+                meter.charge(gas::ACCOUNT_COLD)?;
+                let at = addr::chunk(chunk_id);
+                if host.code(at).map_err(Stop::Host)?.is_none() {
+                    meter.charge(gas::CREATE_BASE + gas::STORE_BYTE * c.chunk.len() as u64)?;
+                    host.store_code(at, c.chunk).map_err(Stop::Host)?;
                 }
-                Vec::new()
+                IMyelin::writeChunkCall::abi_encode_returns(&chunk_id)
             }
             IMyelinCalls::commitUpload(c) => {
-                let base = slot::upload(ctx.caller, c.id);
-                let size = upload_size(host, base, c.id)?;
-                let words = size.div_ceil(32);
-                meter.charge(gas::CHUNK_BASE + gas::IO_BYTE * size as u64)?;
-                let mut bytes = Vec::with_capacity(words * 32);
-                for i in 0..words {
-                    let key = base + U256::from(1 + i as u64);
-                    bytes.extend_from_slice(
-                        &host.sload(key).map_err(Stop::Host)?.to_be_bytes::<32>(),
-                    );
-                    host.sstore(key, U256::ZERO).map_err(Stop::Host)?;
-                }
-                host.sstore(base, U256::ZERO).map_err(Stop::Host)?;
-                bytes.truncate(size);
-                if keccak256(&bytes) != c.id {
-                    return Err(revert(IMyelin::UploadMismatch {
-                        id: c.id,
-                        reason: "uploaded bytes do not hash to the id".into(),
-                    }));
-                }
-                let id = self.publish(host, ctx.caller, bytes.into(), meter)?;
+                let id = self.commit_upload(host, ctx.caller, c.id, &c.chunks, meter)?;
                 IMyelin::commitUploadCall::abi_encode_returns(&id)
             }
             IMyelinCalls::infer(c) => {
-                let engine = self.load(host, c.id, meter)?;
+                let (engine, _) = self.load(host, c.id, meter)?;
+                let a = engine.analysis();
+                check_input(a, c.input.len())?;
+                returndata_charged = 64 + gas::words(a.output_len()) * 32;
+                meter.charge(gas::IO_BYTE * returndata_charged as u64)?;
                 let out = run(&engine, &c.input, meter)?;
                 IMyelin::inferCall::abi_encode_returns(&Bytes::from(out))
             }
@@ -276,7 +297,14 @@ impl Myelin {
                         max: U256::from(gas::MAX_BATCH),
                     }));
                 }
-                let engine = self.load(host, c.id, meter)?;
+                let (engine, _) = self.load(host, c.id, meter)?;
+                let a = engine.analysis();
+                for x in &c.inputs {
+                    check_input(a, x.len())?;
+                }
+                let each = 64 + gas::words(a.output_len()) * 32; // offset, length, data
+                returndata_charged = 64 + c.inputs.len() * each;
+                meter.charge(gas::IO_BYTE * returndata_charged as u64)?;
                 let outs = c
                     .inputs
                     .iter()
@@ -290,15 +318,19 @@ impl Myelin {
                         decimals: c.decimals,
                     }));
                 }
-                let engine = self.load(host, c.id, meter)?;
+                let (engine, _) = self.load(host, c.id, meter)?;
                 let model = engine.model();
+                let a = engine.analysis();
+                check_input(a, c.input.len())?;
+                // One int256 returned per output value, and its exact dequantization.
+                returndata_charged = 64 + 32 * a.output_len();
+                meter.charge(gas::IO_BYTE * (returndata_charged + 32 * a.output_len()) as u64)?;
                 let input: Vec<u8> = c
                     .input
                     .iter()
                     .map(|&v| fixed::quantize(v, c.decimals, model.input_quant) as u8)
                     .collect();
                 let out = run(&engine, &input, meter)?;
-                let a = engine.analysis();
                 let oq = crate::model::Quant {
                     scale: model.output_scale,
                     zero_point: a.output_zero_point(),
@@ -307,34 +339,76 @@ impl Myelin {
                     .iter()
                     .map(|&q| fixed::dequantize(q as i8, c.decimals, oq))
                     .collect();
-                meter.charge(gas::IO_BYTE * 32 * values.len() as u64)?;
                 IMyelin::inferFixedCall::abi_encode_returns(&values)
             }
             IMyelinCalls::modelInfo(c) => {
-                let engine = self.load(host, c.id, meter)?;
-                let size = model_size(host, c.id)?;
+                let (engine, size) = self.load(host, c.id, meter)?;
                 let info = model_info(&engine, size);
                 IMyelin::modelInfoCall::abi_encode_returns(&info)
             }
         };
-        meter.charge(gas::IO_BYTE * out.len() as u64)?;
+        let rest = out.len().saturating_sub(returndata_charged);
+        meter.charge(gas::IO_BYTE * rest as u64)?;
         Ok(out.into())
     }
 
-    /// Validates and stores a model; a no-op (at the flat price) if it already exists.
+    /// `commitUpload`: reads the listed chunks (charged like EXTCODECOPY before each read),
+    /// hashes their concatenation without building it, and publishes it under `id`.
+    fn commit_upload<H: Host>(
+        &self,
+        host: &mut H,
+        publisher: Address,
+        id: B256,
+        chunk_ids: &[B256],
+        meter: &mut Meter,
+    ) -> Result<B256, Stop<H::Error>> {
+        let mut chunks = Vec::with_capacity(chunk_ids.len());
+        let mut size = 0usize;
+        for &chunk_id in chunk_ids {
+            meter.charge(gas::ACCOUNT_COLD)?;
+            let chunk = host
+                .code(addr::chunk(chunk_id))
+                .map_err(Stop::Host)?
+                .ok_or_else(|| upload_error(chunk_id, UploadError::UnknownChunk))?;
+            size += chunk.len();
+            if size > crate::limits::MAX_MODEL_BYTES {
+                return Err(upload_error(id, UploadError::TooLarge));
+            }
+            meter.charge(gas::COPY_WORD * gas::words(chunk.len()) as u64)?;
+            chunks.push(chunk);
+        }
+        meter.charge(gas::HASH_WORD * gas::words(size) as u64)?;
+        let mut hasher = Keccak256::new();
+        chunks.iter().for_each(|c| hasher.update(c));
+        if hasher.finalize() != id {
+            return Err(upload_error(id, UploadError::HashMismatch));
+        }
+        let concat = || {
+            let mut model = Vec::with_capacity(size);
+            chunks.iter().for_each(|c| model.extend_from_slice(c));
+            Bytes::from(model)
+        };
+        self.publish(host, publisher, id, size, concat, meter)?;
+        Ok(id)
+    }
+
+    /// Publishes the `size` bytes `model()` builds under `id` (their keccak256, checked by the
+    /// caller), or does nothing more if `id` is published already. The bytes are built and
+    /// validated only once the publication is paid for.
     fn publish<H: Host>(
         &self,
         host: &mut H,
         publisher: Address,
-        model: Bytes,
+        id: B256,
+        size: usize,
+        model: impl FnOnce() -> Bytes,
         meter: &mut Meter,
-    ) -> Result<B256, Stop<H::Error>> {
-        let id = keccak256(&model);
-        if model_size(host, id)? != 0 {
-            meter.charge(gas::PUBLISH_BASE)?;
-            return Ok(id);
+    ) -> Result<(), Stop<H::Error>> {
+        if model_size(host, id, meter)?.0 != 0 {
+            return Ok(());
         }
-        meter.charge(gas::publish(model.len()))?;
+        meter.charge(gas::publish(size))?;
+        let model = model();
         let (m, analysis) = codec::decode(&model).map_err(|e| {
             revert(IMyelin::InvalidModel {
                 code: e.code(),
@@ -343,40 +417,40 @@ impl Myelin {
         })?;
         host.sstore(slot::model(id), U256::from(model.len()))
             .map_err(Stop::Host)?;
-        host.store_model(id, model.clone()).map_err(Stop::Host)?;
+        host.store_code(addr::model(id), model)
+            .map_err(Stop::Host)?;
         let event = IMyelin::ModelPublished {
             id,
             publisher,
-            size: U256::from(model.len()),
+            size: U256::from(size),
         };
         host.log(
             event.encode_topics().into_iter().map(|t| t.0).collect(),
             event.encode_data().into(),
         );
         self.cache_insert(id, Arc::new(Engine::new(m, analysis)));
-        Ok(id)
+        Ok(())
     }
 
-    /// Charges the cold/warm load and returns the prepared model, from the node-local cache
-    /// when possible (which changes nothing but speed).
+    /// Charges the model's length slot and its cold/warm load, and returns the prepared model
+    /// and its size, from the node-local cache when possible (which changes nothing but speed).
     fn load<H: Host>(
         &self,
         host: &mut H,
         id: B256,
         meter: &mut Meter,
-    ) -> Result<Arc<Engine>, Stop<H::Error>> {
-        let size = model_size(host, id)?;
+    ) -> Result<(Arc<Engine>, usize), Stop<H::Error>> {
+        let (size, warmth) = model_size(host, id, meter)?;
         if size == 0 {
             return Err(revert(IMyelin::UnknownModel { id }));
         }
-        let warm = !host.tload(slot::warm(id)).is_zero();
-        meter.charge(gas::load(size, warm))?;
-        host.tstore(slot::warm(id), U256::from(1));
+        meter.charge(gas::load(size, warmth == LOADED))?;
+        meter.warmth.push((id, LOADED));
         if let Some(engine) = self.cache.lock().ok().and_then(|mut c| c.get(&id).cloned()) {
-            return Ok(engine);
+            return Ok((engine, size));
         }
         let bytes = host
-            .model_bytes(id)
+            .code(addr::model(id))
             .map_err(Stop::Host)?
             .unwrap_or_default();
         // Stored models were validated at publication: a failure here is a bug or corrupt
@@ -384,7 +458,7 @@ impl Myelin {
         let (m, analysis) = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
         let engine = Arc::new(Engine::new(m, analysis));
         self.cache_insert(id, engine.clone());
-        Ok(engine)
+        Ok((engine, size))
     }
 
     fn cache_insert(&self, id: B256, engine: Arc<Engine>) {
@@ -394,37 +468,45 @@ impl Myelin {
     }
 }
 
-fn model_size<H: Host>(host: &mut H, id: B256) -> Result<usize, Stop<H::Error>> {
-    Ok(host
+/// Reads model `id`'s length slot, charged like SLOAD (cold on the first access to `id` in
+/// the transaction); returns the size (0 = not published) and the warmth it found.
+fn model_size<H: Host>(
+    host: &mut H,
+    id: B256,
+    meter: &mut Meter,
+) -> Result<(usize, u64), Stop<H::Error>> {
+    let raised = meter.warmth.iter().rev().find(|(k, _)| *k == id);
+    let warmth = match raised {
+        Some(&(_, w)) => w,
+        None => host.tload(slot::warm(id)).saturating_to::<u64>(),
+    };
+    if warmth == COLD {
+        meter.charge(gas::SLOAD_COLD)?;
+        meter.warmth.push((id, SLOT_WARM));
+    } else {
+        meter.charge(gas::SLOAD_WARM)?;
+    }
+    let size = host
         .sload(slot::model(id))
         .map_err(Stop::Host)?
-        .saturating_to::<usize>())
-}
-
-fn upload_size<H: Host>(host: &mut H, base: U256, id: B256) -> Result<usize, Stop<H::Error>> {
-    let v = host
-        .sload(base)
-        .map_err(Stop::Host)?
         .saturating_to::<usize>();
-    if v == 0 {
-        return Err(revert(IMyelin::UploadMismatch {
-            id,
-            reason: "no upload in progress: call beginUpload first".into(),
-        }));
-    }
-    Ok(v - 1)
+    Ok((size, warmth))
 }
 
-/// Checks the input length, charges the inference, runs it.
-fn run<E>(engine: &Engine, input: &[u8], meter: &mut Meter) -> Result<Vec<u8>, Stop<E>> {
-    let a = engine.analysis();
-    if input.len() != a.input_len() {
+/// Checks an input's length against the model's input shape.
+fn check_input<E>(a: &Analysis, len: usize) -> Result<(), Stop<E>> {
+    if len != a.input_len() {
         return Err(revert(IMyelin::InvalidInputLength {
             expected: U256::from(a.input_len()),
-            actual: U256::from(input.len()),
+            actual: U256::from(len),
         }));
     }
-    meter.charge(gas::inference(a))?;
+    Ok(())
+}
+
+/// Charges one inference and runs it on an input of the right length.
+fn run<E>(engine: &Engine, input: &[u8], meter: &mut Meter) -> Result<Vec<u8>, Stop<E>> {
+    meter.charge(gas::inference(engine.analysis()))?;
     let x: Vec<i8> = input.iter().map(|&b| b as i8).collect();
     Ok(engine.run(&x).into_iter().map(|v| v as u8).collect())
 }

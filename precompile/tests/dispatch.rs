@@ -39,7 +39,10 @@ fn published(seed: u64) -> (Myelin, MemHost, Vec<u8>, B256) {
     let calldata = 4 + 32 * 2 + model.len().div_ceil(32) * 32; // selector, offset, length, data
     assert_eq!(
         gas_used,
-        gas::CALL_BASE + gas::IO_BYTE * (calldata as u64 + 32) + gas::publish(model.len())
+        gas::CALL_BASE
+            + gas::IO_BYTE * (calldata as u64 + 32)
+            + gas::SLOAD_COLD
+            + gas::publish(model.len())
     );
     host.new_tx();
     (m, host, model, id)
@@ -58,7 +61,10 @@ fn second_load_in_a_transaction_is_warm() {
     let (warm, out2) = call(&m, &mut host, &data);
     assert_eq!(out1, out2);
     assert_eq!(cold, gas::infer_call(&a, model.len()));
-    assert_eq!(cold - warm, gas::load(model.len(), false) - gas::LOAD_WARM);
+    assert_eq!(
+        cold - warm,
+        gas::SLOAD_COLD - gas::SLOAD_WARM + gas::load(model.len(), false) - gas::LOAD_WARM
+    );
     host.new_tx();
     assert_eq!(
         call(&m, &mut host, &data).0,
@@ -105,7 +111,11 @@ fn batch_charges_one_load_and_one_inference_per_input() {
     let io = gas::IO_BYTE * (data.len() + out.len()) as u64;
     assert_eq!(
         gas_used,
-        gas::CALL_BASE + io + gas::load(model.len(), false) + 3 * gas::inference(&a)
+        gas::CALL_BASE
+            + io
+            + gas::SLOAD_COLD
+            + gas::load(model.len(), false)
+            + 3 * gas::inference(&a)
     );
 }
 

@@ -412,7 +412,7 @@ fn static_publish_delegatecall_and_reverted_publish() {
 #[test]
 fn chunked_upload_across_blocks() {
     let mut chain = Chain::new(MyelinConfig::default());
-    // A model of ~70 KB: larger than the 64 KB chunks used here.
+    // A model of ~70 KB, sent as three chunks of at most 24,576 bytes.
     let big = Model {
         input_shape: vec![256],
         nodes: vec![Node::Dense(Dense {
@@ -437,48 +437,85 @@ fn chunked_upload_across_blocks() {
     let bytes = encode(&big);
     assert!(bytes.len() > 65_536);
     let id = keccak256(&bytes);
-    let begin = IMyelin::beginUploadCall {
+    let chunks: Vec<&[u8]> = bytes.chunks(gas::MAX_CHUNK_BYTES).collect();
+    assert_eq!(chunks.len(), 3);
+    let write = |chunk: &[u8]| {
+        IMyelin::writeChunkCall {
+            chunk: chunk.to_vec().into(),
+        }
+        .abi_encode()
+    };
+    let commit = IMyelin::commitUploadCall {
         id,
-        size: bytes.len() as u32,
+        chunks: chunks.iter().map(keccak256).collect(),
     }
     .abi_encode();
-    let chunk = |offset: usize, data: &[u8]| {
-        Tx::call(
-            MYELIN,
-            IMyelin::writeChunkCall {
-                id,
-                offset: offset as u32,
-                chunk: data.to_vec().into(),
-            }
-            .abi_encode(),
-        )
-    };
-    let r = chain.block(vec![Tx::call(MYELIN, begin), chunk(0, &bytes[..65_536])]);
-    assert!(r.iter().all(|x| x.success), "{r:#?}");
-    // Committing early fails: the bytes do not hash to the id yet (and nothing is lost).
-    let r = chain.block(vec![Tx::call(
-        MYELIN,
-        IMyelin::commitUploadCall { id }.abi_encode(),
-    )]);
-    assert!(matches!(
-        revert_error(&r[0].result),
-        IMyelinErrors::UploadMismatch(_)
-    ));
-    // Misaligned chunk.
-    let r = chain.block(vec![chunk(65_537, &bytes[65_537..])]);
-    assert!(matches!(
-        revert_error(&r[0].result),
-        IMyelinErrors::UploadMismatch(_)
-    ));
+    let io = |calldata: &[u8]| gas::CALL_BASE + gas::IO_BYTE * (calldata.len() as u64 + 32);
+
+    // Block 1: two chunks, each stored as code at CREATE prices.
     let r = chain.block(vec![
-        chunk(65_536, &bytes[65_536..]),
-        Tx::call(MYELIN, IMyelin::commitUploadCall { id }.abi_encode()),
+        Tx::call(MYELIN, write(chunks[0])),
+        Tx::call(MYELIN, write(chunks[1])),
+    ]);
+    assert!(r.iter().all(|x| x.success), "{r:#?}");
+    let created = io(&write(chunks[0]))
+        + gas::ACCOUNT_COLD
+        + gas::CREATE_BASE
+        + gas::STORE_BYTE * chunks[0].len() as u64;
+    assert_eq!(r[0].gas_used, tx_gas(&write(chunks[0]), created));
+    assert_eq!(
+        IMyelin::writeChunkCall::abi_decode_returns(&output_bytes(&r[0].result)).unwrap(),
+        keccak256(chunks[0])
+    );
+
+    // Block 2: committing early names the missing chunk; writing a chunk again only looks
+    // it up (content-addressed: anyone's identical chunk is the same state).
+    let r = chain.block(vec![
+        Tx::call(MYELIN, commit.clone()),
+        Tx::call(MYELIN, write(chunks[0])),
+    ]);
+    assert_eq!(
+        revert_error(&r[0].result),
+        IMyelinErrors::UploadMismatch(IMyelin::UploadMismatch {
+            id: keccak256(chunks[2]),
+            code: 2
+        })
+    );
+    assert!(r[1].success);
+    assert_eq!(
+        r[1].gas_used,
+        tx_gas(&write(chunks[0]), io(&write(chunks[0])) + gas::ACCOUNT_COLD)
+    );
+
+    // Block 3: the last chunk, then the commit, which reads the chunks like EXTCODECOPY.
+    let r = chain.block(vec![
+        Tx::call(MYELIN, write(chunks[2])),
+        Tx::call(MYELIN, commit.clone()),
     ]);
     assert!(r.iter().all(|x| x.success), "{r:#?}");
     assert_eq!(
         IMyelin::commitUploadCall::abi_decode_returns(&output_bytes(&r[1].result)).unwrap(),
         id
     );
+    assert_eq!(r[1].logs, 1, "ModelPublished");
+    let reads: u64 = chunks
+        .iter()
+        .map(|c| gas::ACCOUNT_COLD + gas::COPY_WORD * gas::words(c.len()) as u64)
+        .sum();
+    let committed = io(&commit)
+        + reads
+        + gas::HASH_WORD * gas::words(bytes.len()) as u64
+        + gas::SLOAD_COLD
+        + gas::publish(bytes.len());
+    assert_eq!(r[1].gas_used, tx_gas(&commit, committed));
+    assert!(r[1].gas_used < 1 << 24, "fits an EIP-7825 transaction");
+    println!(
+        "upload of {} bytes: chunk writes {} gas each (block 1), commit {} gas",
+        bytes.len(),
+        r[0].gas_used,
+        r[1].gas_used
+    );
+
     let r = chain.block(vec![Tx::call(MYELIN, infer(id, &[1; 256]))]);
     assert!(r[0].success);
     assert_eq!(
