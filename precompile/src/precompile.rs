@@ -104,7 +104,7 @@ impl Meter {
 /// Storage layout of the precompile account (all keys are keccak256 of a tagged preimage,
 /// so they cannot collide with each other).
 mod slot {
-    use alloy_primitives::{keccak256, Address, B256, U256};
+    use alloy_primitives::{keccak256, B256, U256};
 
     /// `model(id)` holds the model's byte length (0 = not published).
     pub fn model(id: B256) -> U256 {

@@ -116,7 +116,12 @@ fn bytes_tail(data: &[u8]) -> Vec<u8> {
 fn sample_calls(rng: &mut Rng) -> Vec<IMyelinCalls> {
     let blob = |rng: &mut Rng| -> Bytes {
         let n = rng.range(0, 70) as usize;
-        rng.bytes(n).into_iter().map(|b| b as u8).collect()
+        Bytes::from(
+            rng.bytes(n)
+                .into_iter()
+                .map(|b| b as u8)
+                .collect::<Vec<u8>>(),
+        )
     };
     let id = B256::repeat_byte(rng.range(0, 255) as u8);
     let n = rng.range(0, 4) as usize;
