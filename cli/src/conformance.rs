@@ -150,7 +150,10 @@ pub fn check(v: &Vector) -> Result<(), String> {
             }
             .abi_encode();
             match call(data) {
-                Outcome::Success { gas_used, output: ret } => {
+                Outcome::Success {
+                    gas_used,
+                    output: ret,
+                } => {
                     let out = IMyelin::inferCall::abi_decode_returns(&ret)
                         .map_err(|e| format!("infer returndata: {e}"))?;
                     if hex::encode(&out) != *output {
@@ -188,9 +191,6 @@ pub fn run(vectors: &[Vector]) -> usize {
             }
         }
     }
-    println!(
-        "{} passed, {failed} failed",
-        vectors.len() - failed
-    );
+    println!("{} passed, {failed} failed", vectors.len() - failed);
     failed
 }

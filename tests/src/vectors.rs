@@ -71,7 +71,11 @@ pub fn build() -> Vec<Vector> {
     for r in rejections() {
         let e = decode(&r.bytes).expect_err(r.name);
         let error = ExpectedError::of(&e);
-        assert_eq!(error.variant, r.rule, "{}: rejected for another reason: {e}", r.name);
+        assert_eq!(
+            error.variant, r.rule,
+            "{}: rejected for another reason: {e}",
+            r.name
+        );
         out.push(Vector {
             name: r.name.to_string(),
             covers: r.covers.to_string(),
@@ -665,7 +669,8 @@ pub fn cases() -> Vec<Case> {
             .unwrap_or(0);
         cs.push(Case {
             name: format!("random_spec_{i}"),
-            covers: "random valid model from a structural spec (any rank, inputs up to 600 elements)",
+            covers:
+                "random valid model from a structural spec (any rank, inputs up to 600 elements)",
             inputs: vec![random::input(&mut rng, len)],
             model,
         });
@@ -1293,7 +1298,8 @@ fn single(input_shape: Vec<u32>, node: Node) -> Vec<u8> {
 
 fn conv_on(input_shape: Vec<u32>, oc: u32, groups: u32, window: Window) -> Vec<u8> {
     let c = input_shape[0];
-    let fan_in = (c / groups.max(1)) as usize * window.kernel[0] as usize * window.kernel[1] as usize;
+    let fan_in =
+        (c / groups.max(1)) as usize * window.kernel[0] as usize * window.kernel[1] as usize;
     single(
         input_shape,
         conv(
@@ -1342,15 +1348,60 @@ pub fn rejections() -> Vec<Rejection> {
     let square = |k: u16, s: u16, p: u16| win([k, k], [s, s], [p; 4]);
     vec![
         r("reject_empty", "no bytes at all", vec![], "Truncated"),
-        r("reject_bad_magic", "magic is not MYLN", patched(ok.clone(), 0, b'X'), "BadMagic"),
-        r("reject_version_2", "format version 2", patched(ok.clone(), 4, 2), "UnsupportedVersion"),
-        r("reject_version_0", "format version 0", patched(ok.clone(), 4, 0), "UnsupportedVersion"),
-        r("reject_truncated_header", "ends inside the input scale", ok[..12].to_vec(), "Truncated"),
-        r("reject_truncated_weights", "ends one byte before the last weight", ok[..ok.len() - 1].to_vec(), "Truncated"),
-        r("reject_trailing_byte", "one byte after the last node", [ok.clone(), vec![0]].concat(), "TrailingBytes"),
-        r("reject_op_tag_0", "op tag 0x00", patched(ok.clone(), RANK1_TAG, 0x00), "UnknownOp"),
-        r("reject_op_tag_0b", "op tag 0x0B (one past Softmax)", patched(ok.clone(), RANK1_TAG, 0x0B), "UnknownOp"),
-        r("reject_per_channel_flag_2", "per_channel flag = 2", patched(ok.clone(), RANK1_TAG + 7, 2), "NonCanonical"),
+        r(
+            "reject_bad_magic",
+            "magic is not MYLN",
+            patched(ok.clone(), 0, b'X'),
+            "BadMagic",
+        ),
+        r(
+            "reject_version_2",
+            "format version 2",
+            patched(ok.clone(), 4, 2),
+            "UnsupportedVersion",
+        ),
+        r(
+            "reject_version_0",
+            "format version 0",
+            patched(ok.clone(), 4, 0),
+            "UnsupportedVersion",
+        ),
+        r(
+            "reject_truncated_header",
+            "ends inside the input scale",
+            ok[..12].to_vec(),
+            "Truncated",
+        ),
+        r(
+            "reject_truncated_weights",
+            "ends one byte before the last weight",
+            ok[..ok.len() - 1].to_vec(),
+            "Truncated",
+        ),
+        r(
+            "reject_trailing_byte",
+            "one byte after the last node",
+            [ok.clone(), vec![0]].concat(),
+            "TrailingBytes",
+        ),
+        r(
+            "reject_op_tag_0",
+            "op tag 0x00",
+            patched(ok.clone(), RANK1_TAG, 0x00),
+            "UnknownOp",
+        ),
+        r(
+            "reject_op_tag_0b",
+            "op tag 0x0B (one past Softmax)",
+            patched(ok.clone(), RANK1_TAG, 0x0B),
+            "UnknownOp",
+        ),
+        r(
+            "reject_per_channel_flag_2",
+            "per_channel flag = 2",
+            patched(ok.clone(), RANK1_TAG + 7, 2),
+            "NonCanonical",
+        ),
         r(
             "reject_count_include_pad_2",
             "count_include_pad flag = 2",
@@ -1372,14 +1423,27 @@ pub fn rejections() -> Vec<Rejection> {
             }),
             "NonCanonical",
         ),
-        r("reject_requant_mult_small", "requant mult 2^30 - 1 (not normalised)", base_dense(|d| d.out.requant = vec![rq(HALF - 1, -3)]), "NonCanonical"),
-        r("reject_requant_mult_negative", "negative requant mult", base_dense(|d| d.out.requant = vec![rq(-HALF, -3)]), "NonCanonical"),
+        r(
+            "reject_requant_mult_small",
+            "requant mult 2^30 - 1 (not normalised)",
+            base_dense(|d| d.out.requant = vec![rq(HALF - 1, -3)]),
+            "NonCanonical",
+        ),
+        r(
+            "reject_requant_mult_negative",
+            "negative requant mult",
+            base_dense(|d| d.out.requant = vec![rq(-HALF, -3)]),
+            "NonCanonical",
+        ),
         r(
             "reject_input_scale_small",
             "input scale mult below 2^30",
             encode(&Model {
                 input_quant: Quant {
-                    scale: Scale { mult: 12345, shift: -6 },
+                    scale: Scale {
+                        mult: 12345,
+                        shift: -6,
+                    },
                     zero_point: 0,
                 },
                 ..base()
@@ -1395,13 +1459,48 @@ pub fn rejections() -> Vec<Rejection> {
             }),
             "NonCanonical",
         ),
-        r("reject_add_requant_small", "Add operand multiplier below 2^30", add_of(rq(7, -1), rq(HALF, -1), rq(HALF, -19)), "NonCanonical"),
-        r("reject_requant_shift_31", "requant shift +31", base_dense(|d| d.out.requant = vec![rq(HALF, 31)]), "Invalid"),
-        r("reject_requant_shift_minus_32", "requant shift -32", base_dense(|d| d.out.requant = vec![rq(HALF, -32)]), "Invalid"),
-        r("reject_add_shift_minus_32", "Add output shift -32", add_of(rq(HALF, -1), rq(HALF, -1), rq(HALF, -32)), "Invalid"),
-        r("reject_zero_nodes", "a graph without nodes", encode(&model(vec![4], 0, vec![])), "NodeCount"),
-        r("reject_257_nodes", "257 nodes (limit 256)", clamps(vec![4], 257), "NodeCount"),
-        r("reject_reads_own_output", "node 0 reads tensor 1, its own output", base_dense(|d| d.input = 1), "Invalid"),
+        r(
+            "reject_add_requant_small",
+            "Add operand multiplier below 2^30",
+            add_of(rq(7, -1), rq(HALF, -1), rq(HALF, -19)),
+            "NonCanonical",
+        ),
+        r(
+            "reject_requant_shift_31",
+            "requant shift +31",
+            base_dense(|d| d.out.requant = vec![rq(HALF, 31)]),
+            "Invalid",
+        ),
+        r(
+            "reject_requant_shift_minus_32",
+            "requant shift -32",
+            base_dense(|d| d.out.requant = vec![rq(HALF, -32)]),
+            "Invalid",
+        ),
+        r(
+            "reject_add_shift_minus_32",
+            "Add output shift -32",
+            add_of(rq(HALF, -1), rq(HALF, -1), rq(HALF, -32)),
+            "Invalid",
+        ),
+        r(
+            "reject_zero_nodes",
+            "a graph without nodes",
+            encode(&model(vec![4], 0, vec![])),
+            "NodeCount",
+        ),
+        r(
+            "reject_257_nodes",
+            "257 nodes (limit 256)",
+            clamps(vec![4], 257),
+            "NodeCount",
+        ),
+        r(
+            "reject_reads_own_output",
+            "node 0 reads tensor 1, its own output",
+            base_dense(|d| d.input = 1),
+            "Invalid",
+        ),
         r(
             "reject_reads_later_tensor",
             "node 1 reads tensor 3, produced later",
@@ -1409,9 +1508,21 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![4],
                 0,
                 vec![
-                    Node::Clamp { input: 0, min: -1, max: 1 },
-                    Node::Clamp { input: 3, min: -1, max: 1 },
-                    Node::Clamp { input: 2, min: -1, max: 1 },
+                    Node::Clamp {
+                        input: 0,
+                        min: -1,
+                        max: 1,
+                    },
+                    Node::Clamp {
+                        input: 3,
+                        min: -1,
+                        max: 1,
+                    },
+                    Node::Clamp {
+                        input: 2,
+                        min: -1,
+                        max: 1,
+                    },
                 ],
             )),
             "Invalid",
@@ -1419,48 +1530,161 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_add_operand_later",
             "Add's second operand is its own output",
-            single(vec![4], add(0, 1, rq(HALF, -1), rq(HALF, -1), plain(vec![rq(HALF, -19)]))),
+            single(
+                vec![4],
+                add(0, 1, rq(HALF, -1), rq(HALF, -1), plain(vec![rq(HALF, -19)])),
+            ),
             "Invalid",
         ),
-        r("reject_input_rank_0", "input of rank 0", single(vec![], Node::Clamp { input: 0, min: 0, max: 1 }), "Invalid"),
-        r("reject_input_rank_5", "input of rank 5", single(vec![1, 1, 1, 1, 4], Node::Clamp { input: 0, min: 0, max: 1 }), "Invalid"),
-        r("reject_input_zero_dim", "input dimension 0", single(vec![3, 0], Node::Clamp { input: 0, min: 0, max: 1 }), "InvalidInput"),
+        r(
+            "reject_input_rank_0",
+            "input of rank 0",
+            single(
+                vec![],
+                Node::Clamp {
+                    input: 0,
+                    min: 0,
+                    max: 1,
+                },
+            ),
+            "Invalid",
+        ),
+        r(
+            "reject_input_rank_5",
+            "input of rank 5",
+            single(
+                vec![1, 1, 1, 1, 4],
+                Node::Clamp {
+                    input: 0,
+                    min: 0,
+                    max: 1,
+                },
+            ),
+            "Invalid",
+        ),
+        r(
+            "reject_input_zero_dim",
+            "input dimension 0",
+            single(
+                vec![3, 0],
+                Node::Clamp {
+                    input: 0,
+                    min: 0,
+                    max: 1,
+                },
+            ),
+            "InvalidInput",
+        ),
         r(
             "reject_input_over_2_20",
             "input of 2^20 + 1 elements",
-            single(vec![(1 << 20) + 1], Node::Clamp { input: 0, min: 0, max: 1 }),
+            single(
+                vec![(1 << 20) + 1],
+                Node::Clamp {
+                    input: 0,
+                    min: 0,
+                    max: 1,
+                },
+            ),
             "LimitExceeded",
         ),
-        r("reject_reshape_rank_5", "Reshape to rank 5", base_then(Node::Reshape { input: 1, shape: vec![1, 1, 1, 1, 2] }), "Invalid"),
-        r("reject_reshape_zero_dim", "Reshape to a shape with a 0", base_then(Node::Reshape { input: 1, shape: vec![2, 0] }), "Invalid"),
-        r("reject_reshape_count", "Reshape [2] to [3]", base_then(Node::Reshape { input: 1, shape: vec![3] }), "Invalid"),
+        r(
+            "reject_reshape_rank_5",
+            "Reshape to rank 5",
+            base_then(Node::Reshape {
+                input: 1,
+                shape: vec![1, 1, 1, 1, 2],
+            }),
+            "Invalid",
+        ),
+        r(
+            "reject_reshape_zero_dim",
+            "Reshape to a shape with a 0",
+            base_then(Node::Reshape {
+                input: 1,
+                shape: vec![2, 0],
+            }),
+            "Invalid",
+        ),
+        r(
+            "reject_reshape_count",
+            "Reshape [2] to [3]",
+            base_then(Node::Reshape {
+                input: 1,
+                shape: vec![3],
+            }),
+            "Invalid",
+        ),
         r(
             "reject_tensor_over_2_20",
             "a Conv2d output of 2^21 elements",
             conv_on(vec![1, 1024, 1024], 2, 1, square(1, 1, 0)),
             "Invalid",
         ),
-        r("reject_conv2d_rank_2", "Conv2d on a rank-2 tensor", conv_on(vec![2, 4], 1, 1, square(1, 1, 0)), "Invalid"),
+        r(
+            "reject_conv2d_rank_2",
+            "Conv2d on a rank-2 tensor",
+            conv_on(vec![2, 4], 1, 1, square(1, 1, 0)),
+            "Invalid",
+        ),
         r(
             "reject_conv1d_rank_3",
             "Conv1d on a rank-3 tensor",
             single(
                 vec![1, 2, 4],
-                conv1d(0, 1, 1, 1, 1, [0, 0], plain(vec![rq(HALF, -3)]), vec![0], vec![1]),
+                conv1d(
+                    0,
+                    1,
+                    1,
+                    1,
+                    1,
+                    [0, 0],
+                    plain(vec![rq(HALF, -3)]),
+                    vec![0],
+                    vec![1],
+                ),
             ),
             "Invalid",
         ),
-        r("reject_maxpool_rank_1", "MaxPool2d on a rank-1 tensor", base_then(Node::MaxPool(pool(1, square(1, 1, 0), false))), "Invalid"),
+        r(
+            "reject_maxpool_rank_1",
+            "MaxPool2d on a rank-1 tensor",
+            base_then(Node::MaxPool(pool(1, square(1, 1, 0), false))),
+            "Invalid",
+        ),
         r(
             "reject_avgpool_rank_4",
             "AvgPool2d on a rank-4 tensor",
-            single(vec![1, 1, 2, 2], Node::AvgPool(pool(0, square(1, 1, 0), false))),
+            single(
+                vec![1, 1, 2, 2],
+                Node::AvgPool(pool(0, square(1, 1, 0), false)),
+            ),
             "Invalid",
         ),
-        r("reject_groups_0", "Conv2d with 0 groups", conv_on(vec![2, 3, 3], 2, 0, square(1, 1, 0)), "Invalid"),
-        r("reject_groups_input", "2 groups over 3 input channels", conv_on(vec![3, 3, 3], 2, 2, square(1, 1, 0)), "Invalid"),
-        r("reject_groups_output", "2 groups over 3 output channels", conv_on(vec![2, 3, 3], 3, 2, square(1, 1, 0)), "Invalid"),
-        r("reject_conv_zero_channels", "Conv2d with 0 output channels", conv_on(vec![1, 3, 3], 0, 1, square(1, 1, 0)), "Invalid"),
+        r(
+            "reject_groups_0",
+            "Conv2d with 0 groups",
+            conv_on(vec![2, 3, 3], 2, 0, square(1, 1, 0)),
+            "Invalid",
+        ),
+        r(
+            "reject_groups_input",
+            "2 groups over 3 input channels",
+            conv_on(vec![3, 3, 3], 2, 2, square(1, 1, 0)),
+            "Invalid",
+        ),
+        r(
+            "reject_groups_output",
+            "2 groups over 3 output channels",
+            conv_on(vec![2, 3, 3], 3, 2, square(1, 1, 0)),
+            "Invalid",
+        ),
+        r(
+            "reject_conv_zero_channels",
+            "Conv2d with 0 output channels",
+            conv_on(vec![1, 3, 3], 0, 1, square(1, 1, 0)),
+            "Invalid",
+        ),
         r(
             "reject_dense_zero_features",
             "Dense with 0 output features",
@@ -1471,24 +1695,70 @@ pub fn rejections() -> Vec<Rejection> {
             }),
             "Invalid",
         ),
-        r("reject_kernel_0", "MaxPool2d with a 0x0 kernel", single(vec![1, 3, 3], Node::MaxPool(pool(0, square(0, 1, 0), false))), "Invalid"),
-        r("reject_stride_0", "Conv2d with stride 0", conv_on(vec![1, 3, 3], 1, 1, square(2, 0, 0)), "Invalid"),
-        r("reject_pad_eq_kernel", "padding 3 with kernel 3", conv_on(vec![1, 3, 3], 1, 1, square(3, 1, 3)), "Invalid"),
+        r(
+            "reject_kernel_0",
+            "MaxPool2d with a 0x0 kernel",
+            single(
+                vec![1, 3, 3],
+                Node::MaxPool(pool(0, square(0, 1, 0), false)),
+            ),
+            "Invalid",
+        ),
+        r(
+            "reject_stride_0",
+            "Conv2d with stride 0",
+            conv_on(vec![1, 3, 3], 1, 1, square(2, 0, 0)),
+            "Invalid",
+        ),
+        r(
+            "reject_pad_eq_kernel",
+            "padding 3 with kernel 3",
+            conv_on(vec![1, 3, 3], 1, 1, square(3, 1, 3)),
+            "Invalid",
+        ),
         r(
             "reject_kernel_over_input",
             "a 5x5 window on a 3x3 map padded by 0",
-            single(vec![1, 3, 3], Node::AvgPool(pool(0, square(5, 1, 0), false))),
+            single(
+                vec![1, 3, 3],
+                Node::AvgPool(pool(0, square(5, 1, 0), false)),
+            ),
             "Invalid",
         ),
         r(
             "reject_add_shapes",
             "Add of [2] and [4]",
-            base_then(add(1, 0, rq(HALF, -1), rq(HALF, -1), plain(vec![rq(HALF, -19)]))),
+            base_then(add(
+                1,
+                0,
+                rq(HALF, -1),
+                rq(HALF, -1),
+                plain(vec![rq(HALF, -19)]),
+            )),
             "Invalid",
         ),
-        r("reject_act_range_empty", "fused activation range [5, 4]", base_dense(|d| (d.out.act_min, d.out.act_max) = (5, 4)), "Invalid"),
-        r("reject_clamp_empty", "Clamp range [5, 4]", base_then(Node::Clamp { input: 1, min: 5, max: 4 }), "Invalid"),
-        r("reject_softmax_exp0", "Softmax with exp_table[0] = 0", base_then(softmax(1, |_| 0)), "Invalid"),
+        r(
+            "reject_act_range_empty",
+            "fused activation range [5, 4]",
+            base_dense(|d| (d.out.act_min, d.out.act_max) = (5, 4)),
+            "Invalid",
+        ),
+        r(
+            "reject_clamp_empty",
+            "Clamp range [5, 4]",
+            base_then(Node::Clamp {
+                input: 1,
+                min: 5,
+                max: 4,
+            }),
+            "Invalid",
+        ),
+        r(
+            "reject_softmax_exp0",
+            "Softmax with exp_table[0] = 0",
+            base_then(softmax(1, |_| 0)),
+            "Invalid",
+        ),
         r(
             "reject_dense_bias_overflow",
             "|bias| + 255 * sum|w| above 2^31 - 1",
@@ -1506,12 +1776,30 @@ pub fn rejections() -> Vec<Rejection> {
             "a Conv2d channel whose weights and bias can exceed int32",
             single(
                 vec![1, 2, 2],
-                conv(0, 1, 1, square(2, 1, 0), plain(vec![rq(HALF, -3)]), vec![i32::MIN + 1], vec![1; 4]),
+                conv(
+                    0,
+                    1,
+                    1,
+                    square(2, 1, 0),
+                    plain(vec![rq(HALF, -3)]),
+                    vec![i32::MIN + 1],
+                    vec![1; 4],
+                ),
             ),
             "AccumulatorOverflow",
         ),
-        r("reject_add_operand_shift", "Add operand shift +4: 255 * 2^24 overflows", add_of(rq(HALF, 4), rq(HALF, -1), rq(HALF, -19)), "AccumulatorOverflow"),
-        r("reject_add_output_shift", "Add output shift +4 on a sum near 2^29", add_of(rq(i32::MAX, 0), rq(i32::MAX, 0), rq(HALF, 4)), "AccumulatorOverflow"),
+        r(
+            "reject_add_operand_shift",
+            "Add operand shift +4: 255 * 2^24 overflows",
+            add_of(rq(HALF, 4), rq(HALF, -1), rq(HALF, -19)),
+            "AccumulatorOverflow",
+        ),
+        r(
+            "reject_add_output_shift",
+            "Add output shift +4 on a sum near 2^29",
+            add_of(rq(i32::MAX, 0), rq(i32::MAX, 0), rq(HALF, 4)),
+            "AccumulatorOverflow",
+        ),
         r(
             "reject_im2col_limit",
             "a 3x3 Conv2d over a 1024x1024 map: im2col 9 * 2^20 > 2^22",
@@ -1521,7 +1809,10 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_elementwise_limit",
             "a 64x64 MaxPool over a 1024x1024 map: over 2^26 elementwise steps",
-            single(vec![1, 1024, 1024], Node::MaxPool(pool(0, square(64, 1, 0), false))),
+            single(
+                vec![1, 1024, 1024],
+                Node::MaxPool(pool(0, square(64, 1, 0), false)),
+            ),
             "LimitExceeded",
         ),
         r(

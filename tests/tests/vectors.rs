@@ -95,17 +95,26 @@ fn the_runner_rejects_wrong_expectations() {
         conformance::check(&v)
     };
     assert!(tamper(valid, &|v| v.id = "00".repeat(32)).is_err());
-    assert!(tamper(valid, &|v| if let Expect::Output { output, .. } = &mut v.expect {
-        output.replace_range(..2, if output.starts_with("00") { "01" } else { "00" });
-    })
+    assert!(tamper(
+        valid,
+        &|v| if let Expect::Output { output, .. } = &mut v.expect {
+            output.replace_range(..2, if output.starts_with("00") { "01" } else { "00" });
+        }
+    )
     .is_err());
-    assert!(tamper(valid, &|v| if let Expect::Output { infer_gas, .. } = &mut v.expect {
-        *infer_gas += 1;
-    })
+    assert!(tamper(
+        valid,
+        &|v| if let Expect::Output { infer_gas, .. } = &mut v.expect {
+            *infer_gas += 1;
+        }
+    )
     .is_err());
-    assert!(tamper(valid, &|v| if let Expect::Output { macs, .. } = &mut v.expect {
-        *macs += 1;
-    })
+    assert!(tamper(
+        valid,
+        &|v| if let Expect::Output { macs, .. } = &mut v.expect {
+            *macs += 1;
+        }
+    )
     .is_err());
     // A valid model expected to be rejected, and a rejected one expected to run.
     assert!(tamper(valid, &|v| v.expect = invalid.expect.clone()).is_err());
