@@ -9,7 +9,7 @@ use alloy_primitives::keccak256;
 use myelin_cli::conformance::{Expect, ExpectedError, Vector};
 use myelin_precompile::model::*;
 use myelin_precompile::random::{self, Rng, Spec};
-use myelin_precompile::{decode, encode, gas, reference, ModelError};
+use myelin_precompile::{decode, encode, gas, reference};
 
 pub const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/v1.json");
 
