@@ -42,35 +42,29 @@ pub enum Expect {
     Error { error: ExpectedError },
 }
 
-/// Which check rejects the model, and at which node. PLACEHOLDER until numeric codes land:
-/// `variant` is the `ModelError` variant's name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The arguments of the `InvalidModel` revert (`docs/SPEC.md` §8): the first failing check's
+/// code and the node it failed at (`0xFFFF` for the header and whole-model checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpectedError {
-    pub variant: String,
+    pub code: u16,
     pub node: u16,
 }
 
 impl ExpectedError {
     pub fn of(e: &ModelError) -> Self {
-        let debug = format!("{e:?}");
-        let variant = debug
-            .split(|c: char| !c.is_alphanumeric())
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let node = match e {
-            ModelError::UnknownOp { node, .. }
-            | ModelError::NonCanonical { node, .. }
-            | ModelError::Invalid { node, .. }
-            | ModelError::AccumulatorOverflow { node, .. } => *node as u16,
-            _ => 0,
-        };
-        ExpectedError { variant, node }
+        ExpectedError {
+            code: e.code(),
+            node: e.node,
+        }
     }
 
-    /// Whether `data` is this error's revert (placeholder: the `InvalidModel` selector).
-    fn matches(&self, data: &[u8]) -> bool {
-        data.starts_with(&IMyelin::InvalidModel::SELECTOR)
+    /// The exact revert bytes of `publishModel`.
+    pub fn revert_data(self) -> Vec<u8> {
+        IMyelin::InvalidModel {
+            code: self.code,
+            node: self.node,
+        }
+        .abi_encode()
     }
 }
 
@@ -113,9 +107,10 @@ pub fn check(v: &Vector) -> Result<(), String> {
     );
     match &v.expect {
         Expect::Error { error } => match published {
-            Outcome::Revert { output, .. } if error.matches(&output) => Ok(()),
+            Outcome::Revert { output, .. } if output.as_ref() == error.revert_data() => Ok(()),
             other => Err(format!(
-                "publishModel: expected revert {error:?}, got {}",
+                "publishModel: expected revert {}, got {}",
+                hex::encode(error.revert_data()),
                 describe(&other)
             )),
         },

@@ -34,12 +34,17 @@ interface IMyelin {
 
     /// No model with this id has been published.
     error UnknownModel(bytes32 id);
-    /// The model bytes are not a valid Myelin v1 model; `reason` says why.
-    error InvalidModel(string reason);
+    /// The model bytes are not a valid Myelin v1 model: `code` is the first failing check
+    /// (docs/SPEC.md §8, `Myelin.invalidModelReason` gives its name) and `node` the index of
+    /// the node being read or checked, or 0xFFFF for the header and whole-model checks.
+    error InvalidModel(uint16 code, uint16 node);
     /// The input does not have the length the model's input shape requires.
     error InvalidInputLength(uint256 expected, uint256 actual);
-    /// A fixed-point input does not fit the model's int8 input range... or decimals > 38.
-    error InvalidFixedPoint(string reason);
+    /// `inferFixed` was called with more than 38 decimals.
+    error InvalidDecimals(uint8 decimals);
+    /// The precompile hit a state it cannot be in (a bug, or a stored model that no longer
+    /// decodes). All gas given to the call is consumed.
+    error InternalError();
     /// A state-changing function was called through STATICCALL (or an `eth_call` view context).
     error WriteInStaticContext();
     /// The precompile is not payable.

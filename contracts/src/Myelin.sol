@@ -107,6 +107,49 @@ library Myelin {
         return shift >= 0 ? v * int256(2 ** uint256(shift)) : v / int256(2 ** uint256(-shift));
     }
 
+    // ---------------------------------------------------------------- errors
+
+    /// `node` of an `InvalidModel` error raised by the header or a whole-model check.
+    uint16 internal constant HEADER = 0xFFFF;
+
+    /// Short name of an `InvalidModel(code, node)` code (docs/SPEC.md §8), for tests, events
+    /// and UIs; "unknown code" for a number SPEC does not define.
+    function invalidModelReason(uint16 code) internal pure returns (string memory) {
+        if (code == 1) return "model too large";
+        if (code == 2) return "truncated";
+        if (code == 3) return "bad magic";
+        if (code == 4) return "unsupported version";
+        if (code == 5) return "bad node count";
+        if (code == 6) return "trailing bytes";
+        if (code == 7) return "unknown op";
+        if (code == 8) return "flag not 0 or 1";
+        if (code == 10) return "multiplier not normalised";
+        if (code == 11) return "shift out of range";
+        if (code == 12) return "output scale mismatch";
+        if (code == 13) return "per_channel not canonical";
+        if (code == 14) return "count_include_pad not canonical";
+        if (code == 20) return "bad rank";
+        if (code == 21) return "zero dimension";
+        if (code == 22) return "tensor too large";
+        if (code == 23) return "bad tensor reference";
+        if (code == 24) return "wrong input rank";
+        if (code == 25) return "bad groups";
+        if (code == 26) return "zero kernel or stride";
+        if (code == 27) return "pad not below kernel";
+        if (code == 28) return "kernel larger than input";
+        if (code == 29) return "Add shapes differ";
+        if (code == 30) return "Reshape changes size";
+        if (code == 31) return "not encodable";
+        if (code == 40) return "empty clamp range";
+        if (code == 41) return "exp_table[0] is zero";
+        if (code == 42) return "int32 overflow possible";
+        if (code == 50) return "im2col too large";
+        if (code == 51) return "too many MACs";
+        if (code == 52) return "too many elementwise steps";
+        if (code == 53) return "too many activations";
+        return "unknown code";
+    }
+
     // ---------------------------------------------------------------- plumbing
 
     function _staticcall(bytes memory data) private view returns (bytes memory ret) {

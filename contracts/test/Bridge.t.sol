@@ -65,10 +65,26 @@ contract BridgeTest is MyelinTest {
         assertEq(ret, abi.encodeWithSelector(IMyelin.WriteInStaticContext.selector));
     }
 
-    function testMalformedModelIsRejectedWithReason() public {
+    function testMalformedModelIsRejectedWithCode() public {
+        // "MYLN" then version 2: code 4 (unsupported version) at the header (node 0xFFFF).
         (bool ok, bytes memory ret) = Myelin.PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (hex"4d594c4e02")));
         assertFalse(ok);
-        assertEq(bytes4(ret), IMyelin.InvalidModel.selector);
+        assertEq(ret, abi.encodeWithSelector(IMyelin.InvalidModel.selector, uint16(4), Myelin.HEADER));
+        assertEq(Myelin.invalidModelReason(4), "unsupported version");
+    }
+
+    function testTooManyDecimalsIsRejected() public {
+        bytes32 id = publishFile("models/digits_mlp.myl");
+        vm.expectRevert(abi.encodeWithSelector(IMyelin.InvalidDecimals.selector, uint8(39)));
+        this.callInferFixed(id, new int256[](64), 39);
+    }
+
+    function callInferFixed(bytes32 id, int256[] memory input, uint8 decimals)
+        external
+        view
+        returns (int256[] memory)
+    {
+        return Myelin.inferFixed(id, input, decimals);
     }
 
     function testTooLittleGasHalts() public {

@@ -32,6 +32,16 @@ contract MyelinLibTest is MyelinTest {
         assertEq(Myelin.softmaxProbability(out, 0), 0);
     }
 
+    function testInvalidModelReasons() public pure {
+        assertEq(Myelin.invalidModelReason(4), "unsupported version");
+        assertEq(Myelin.invalidModelReason(6), "trailing bytes");
+        assertEq(Myelin.invalidModelReason(42), "int32 overflow possible");
+        assertEq(Myelin.invalidModelReason(53), "too many activations");
+        assertEq(Myelin.invalidModelReason(0), "unknown code");
+        assertEq(Myelin.invalidModelReason(9), "unknown code");
+        assertEq(Myelin.invalidModelReason(Myelin.HEADER), "unknown code");
+    }
+
     function testArgmaxTakesFirstOnTies() public pure {
         (uint256 i,) = Myelin.argmax(hex"0505");
         assertEq(i, 0);

@@ -2,10 +2,10 @@
 //! `docs/SPEC.md` §2). [`decode`] accepts exactly the byte strings [`encode`] produces for a
 //! valid model, so a model id (keccak256 of the bytes) names exactly one function.
 
-use crate::error::ModelError;
-use crate::limits::{MAX_MODEL_BYTES, MAX_NODES, MAX_RANK};
+use crate::error::{Code, ModelError, HEADER};
+use crate::limits::MAX_MODEL_BYTES;
 use crate::model::*;
-use crate::validate::{self, Analysis};
+use crate::validate::{self, Analysis, Validator};
 
 pub const MAGIC: [u8; 4] = *b"MYLN";
 pub const VERSION: u8 = 1;
@@ -24,52 +24,65 @@ mod tag {
 }
 
 /// Parses and fully validates a model. Any byte string that is not the canonical encoding of
-/// a valid model is rejected with the specific reason.
+/// a valid model is rejected with the `(code, node)` of the first failing check in SPEC §4's
+/// order: each header field is checked as soon as it is read; each node is read (checking
+/// only what reading needs: its tag, the tensors it reads, Conv groups, flags) and then fully
+/// checked by [`Validator::node`] before the next is read; then trailing bytes, then
+/// [`Validator::finish`].
 pub fn decode(bytes: &[u8]) -> Result<(Model, Analysis), ModelError> {
     if bytes.len() > MAX_MODEL_BYTES {
-        return Err(ModelError::TooLarge(bytes.len()));
+        return Err(ModelError::header(
+            Code::TooLarge,
+            format!("{} bytes; the limit is {MAX_MODEL_BYTES}", bytes.len()),
+        ));
     }
     let mut r = Reader {
         bytes,
         pos: 0,
-        node: 0,
+        node: HEADER as usize,
     };
     if r.take(4)? != MAGIC {
-        return Err(ModelError::BadMagic);
+        return Err(ModelError::header(Code::BadMagic, "expected \"MYLN\""));
     }
     let version = r.u8()?;
     if version != VERSION {
-        return Err(ModelError::UnsupportedVersion(version));
+        return Err(ModelError::header(
+            Code::BadVersion,
+            format!("version {version}; this node reads version {VERSION}"),
+        ));
     }
     let input_shape = r.shape()?;
+    let input_scale = r.scale()?;
+    validate::check_io_scale(input_scale)?;
     let input_quant = Quant {
-        scale: r.scale()?,
+        scale: input_scale,
         zero_point: r.i8()?,
     };
     let output_scale = r.scale()?;
+    validate::check_io_scale(output_scale)?;
     let n_nodes = r.u16()? as usize;
-    if n_nodes == 0 || n_nodes > MAX_NODES {
-        return Err(ModelError::NodeCount(n_nodes));
-    }
+    let mut v = Validator::new(&input_shape, input_quant, output_scale, n_nodes)?;
     let mut model = Model {
         input_shape,
         input_quant,
         output_scale,
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(n_nodes),
     };
-    // Array lengths depend on the shapes of earlier tensors, so shapes are inferred as we go.
-    let mut shapes = vec![validate::check_shape(&model.input_shape)?];
+    // Array lengths depend on the shapes of earlier tensors, so each node is validated before
+    // the next is read.
     for node in 0..n_nodes {
         r.node = node;
-        let parsed = r.node(&shapes)?;
-        let shape = validate::output_shape(node, &parsed, &shapes)?;
-        shapes.push(shape);
+        let parsed = r.node(v.shapes())?;
+        v.node(&parsed)?;
         model.nodes.push(parsed);
     }
     if r.pos != bytes.len() {
-        return Err(ModelError::TrailingBytes(bytes.len() - r.pos));
+        return Err(ModelError::header(
+            Code::TrailingBytes,
+            format!("{} bytes after the last node", bytes.len() - r.pos),
+        ));
     }
-    let analysis = validate::validate(&model)?;
+    let analysis = v.finish()?;
     Ok((model, analysis))
 }
 
@@ -196,7 +209,7 @@ fn put_layer_params(w: &mut Vec<u8>, bias: &[i32], weights: &[i8]) {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
-    /// Node being read, for error messages.
+    /// Node being read ([`HEADER`] while reading the header): the `node` of its errors.
     node: usize,
 }
 
@@ -204,13 +217,18 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], ModelError> {
         let rest = &self.bytes[self.pos..];
         if rest.len() < n {
-            return Err(ModelError::Truncated {
-                offset: self.pos,
-                needed: n - rest.len(),
-            });
+            return Err(self.truncated(n - rest.len()));
         }
         self.pos += n;
         Ok(&rest[..n])
+    }
+
+    fn truncated(&self, needed: usize) -> ModelError {
+        ModelError::at(
+            Code::Truncated,
+            self.node,
+            format!("{needed} more bytes needed at offset {}", self.pos),
+        )
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], ModelError> {
@@ -239,24 +257,24 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            v => Err(ModelError::NonCanonical {
-                node: self.node,
-                field,
-                value: v as i64,
-            }),
+            v => Err(ModelError::at(
+                Code::BadFlag,
+                self.node,
+                format!("{field} is {v}"),
+            )),
         }
     }
 
+    /// A declared shape: the rank is checked before the dimensions are read, the dimensions
+    /// right after.
     fn shape(&mut self) -> Result<Vec<u32>, ModelError> {
         let rank = self.u8()? as usize;
-        if rank == 0 || rank > MAX_RANK {
-            return Err(ModelError::Invalid {
-                node: self.node,
-                op: "shape",
-                reason: format!("rank {rank} is outside 1..={MAX_RANK}"),
-            });
-        }
-        (0..rank).map(|_| self.u32()).collect()
+        validate::check_rank(self.node, rank)?;
+        let shape = (0..rank)
+            .map(|_| self.u32())
+            .collect::<Result<Vec<_>, _>>()?;
+        validate::check_dims(self.node, &shape)?;
+        Ok(shape)
     }
 
     fn scale(&mut self) -> Result<Scale, ModelError> {
@@ -282,11 +300,11 @@ impl<'a> Reader<'a> {
         let per_channel = self.flag("per_channel")?;
         if per_channel && channels < 2 {
             // One channel has one multiplier: only the per-tensor encoding is canonical.
-            return Err(ModelError::NonCanonical {
-                node: self.node,
-                field: "per_channel",
-                value: 1,
-            });
+            return Err(ModelError::at(
+                Code::PerChannelNotCanonical,
+                self.node,
+                format!("per_channel = 1 with {channels} channel(s)"),
+            ));
         }
         let count = if per_channel { channels as usize } else { 1 };
         self.reserve(count, 5)?;
@@ -304,10 +322,7 @@ impl<'a> Reader<'a> {
         let need = count.saturating_mul(width);
         let rest = self.bytes.len() - self.pos;
         if need > rest {
-            return Err(ModelError::Truncated {
-                offset: self.pos,
-                needed: need - rest,
-            });
+            return Err(self.truncated(need - rest));
         }
         Ok(())
     }
@@ -327,6 +342,13 @@ impl<'a> Reader<'a> {
         Ok((bias, weights))
     }
 
+    /// A tensor id, checked as soon as it is read: the node may only read earlier tensors.
+    fn tensor(&mut self, shapes: &[Vec<u32>]) -> Result<TensorId, ModelError> {
+        let id = self.u16()?;
+        validate::tensor_shape(self.node, id, shapes)?;
+        Ok(id)
+    }
+
     fn input_shape<'s>(
         &self,
         id: TensorId,
@@ -339,7 +361,7 @@ impl<'a> Reader<'a> {
         let t = self.u8()?;
         Ok(match t {
             tag::DENSE => {
-                let input = self.u16()?;
+                let input = self.tensor(shapes)?;
                 let k = *self.input_shape(input, shapes)?.last().unwrap_or(&0);
                 let out_features = self.u32()?;
                 let out = self.output(out_features)?;
@@ -354,10 +376,11 @@ impl<'a> Reader<'a> {
             }
             tag::CONV2D | tag::CONV1D => {
                 let one_d = t == tag::CONV1D;
-                let input = self.u16()?;
+                let input = self.tensor(shapes)?;
                 let in_channels = self.input_shape(input, shapes)?[0];
                 let out_channels = self.u32()?;
                 let groups = self.u32()?;
+                validate::check_groups(self.node, in_channels, out_channels, groups)?;
                 let window = if one_d {
                     let (k, s, pl, pr) = (self.u16()?, self.u16()?, self.u16()?, self.u16()?);
                     Window {
@@ -369,15 +392,6 @@ impl<'a> Reader<'a> {
                     self.window()?
                 };
                 let out = self.output(out_channels)?;
-                if groups == 0 || in_channels % groups != 0 {
-                    return Err(ModelError::Invalid {
-                        node: self.node,
-                        op: "Conv",
-                        reason: format!(
-                            "groups {groups} must divide the {in_channels} input channels"
-                        ),
-                    });
-                }
                 let fan_in = (in_channels / groups) as u64
                     * window.kernel[0] as u64
                     * window.kernel[1] as u64;
@@ -394,33 +408,33 @@ impl<'a> Reader<'a> {
                 })
             }
             tag::MAXPOOL => Node::MaxPool(Pool {
-                input: self.u16()?,
+                input: self.tensor(shapes)?,
                 window: self.window()?,
                 count_include_pad: false,
             }),
             tag::AVGPOOL => Node::AvgPool(Pool {
-                input: self.u16()?,
+                input: self.tensor(shapes)?,
                 window: self.window()?,
                 count_include_pad: self.flag("count_include_pad")?,
             }),
             tag::ADD => Node::Add(Add {
-                a: self.u16()?,
-                b: self.u16()?,
+                a: self.tensor(shapes)?,
+                b: self.tensor(shapes)?,
                 a_requant: self.scale()?,
                 b_requant: self.scale()?,
                 out: self.output(1)?,
             }),
             tag::CLAMP => Node::Clamp {
-                input: self.u16()?,
+                input: self.tensor(shapes)?,
                 min: self.i8()?,
                 max: self.i8()?,
             },
             tag::RESHAPE => Node::Reshape {
-                input: self.u16()?,
+                input: self.tensor(shapes)?,
                 shape: self.shape()?,
             },
             tag::LUT => {
-                let input = self.u16()?;
+                let input = self.tensor(shapes)?;
                 let zero_point = self.i8()?;
                 let table = self.array::<256>()?.map(|b| b as i8);
                 Node::Lut {
@@ -430,7 +444,7 @@ impl<'a> Reader<'a> {
                 }
             }
             tag::SOFTMAX => {
-                let input = self.u16()?;
+                let input = self.tensor(shapes)?;
                 let mut exp_table = [0u16; 256];
                 for e in &mut exp_table {
                     *e = self.u16()?;
@@ -441,10 +455,11 @@ impl<'a> Reader<'a> {
                 }
             }
             tag => {
-                return Err(ModelError::UnknownOp {
-                    node: self.node,
-                    tag,
-                })
+                return Err(ModelError::at(
+                    Code::UnknownOp,
+                    self.node,
+                    format!("tag 0x{tag:02x}"),
+                ))
             }
         })
     }

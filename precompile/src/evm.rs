@@ -95,13 +95,12 @@ pub fn precompile(myelin: Myelin, address: Address) -> DynPrecompile {
                 address,
             };
             // A bug must not crash the node: every node runs the same code, so turning a panic
-            // into a revert is deterministic.
+            // into a revert (consuming all gas, SPEC §6) is deterministic.
             let outcome = catch_unwind(AssertUnwindSafe(|| myelin.call(&mut host, &ctx, data)))
                 .unwrap_or_else(|_| {
-                    let reason = "internal error in the Myelin precompile".to_string();
                     Ok(Outcome::Revert {
                         gas_used: ctx.gas_limit,
-                        output: IMyelin::InvalidModel { reason }.abi_encode().into(),
+                        output: IMyelin::InternalError {}.abi_encode().into(),
                     })
                 });
             match outcome {

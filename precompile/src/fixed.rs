@@ -52,14 +52,10 @@ pub fn dequantize(x: i8, decimals: u8, q: Quant) -> I256 {
     } else {
         num = div_round(num, U512::from(1u8) << ((-shift) as usize));
     }
-    // |x − zp| ≤ 255, mult < 2^31, 10^38 < 2^127, 2^shift ≤ 2^96: below 2^510, so the
-    // conversion can only fail for values beyond int256, which then saturate.
-    let max = I256::MAX.into_raw();
-    let mag = if num > U512::from(max) {
-        max
-    } else {
-        num.to::<U256>()
-    };
+    // |x − zp| ≤ 255, mult < 2^31, 10^38 < 2^127 and, for a valid model's scale (shift ≤ 63,
+    // `validate::SCALE_SHIFTS`), 2^(shift − 31) ≤ 2^32: the value is below 2^198, so it
+    // always fits int256 (the saturating conversion never saturates).
+    let mag = num.saturating_to::<U256>();
     let mag = I256::from_raw(mag);
     if diff < 0 {
         -mag
@@ -103,11 +99,16 @@ mod tests {
     }
 
     #[test]
-    fn large_scales_stay_exact() {
-        let quant = q(i32::MAX, 127, -128);
-        let v = dequantize(127, MAX_DECIMALS, quant);
-        assert_eq!(v, I256::MAX); // beyond int256: saturates
-                                  // 10^-38 / 2^-129 = 6.8 → 7
-        assert_eq!(quantize(I256::ONE, MAX_DECIMALS, q(1 << 30, -128, 0)), 7);
+    fn extreme_valid_scales_stay_exact() {
+        // The largest value inferFixed can return: far inside int256, computed exactly.
+        let v = dequantize(127, MAX_DECIMALS, q(i32::MAX, 63, -128));
+        let exact = (U512::from(255u32) * U512::from(i32::MAX as u32) * pow10(MAX_DECIMALS)) << 32;
+        assert_eq!(v, I256::from_raw(exact.to::<U256>()));
+        assert!(exact < (U512::from(1u8) << 198));
+        // 10^19 / 10^38 / 2^-65 = 3.69 → 4 with the smallest valid scale
+        let small = q(1 << 30, -64, 0);
+        let v = I256::try_from(10u128.pow(19)).unwrap();
+        assert_eq!(quantize(v, MAX_DECIMALS, small), 4);
+        assert_eq!(quantize(-v, MAX_DECIMALS, small), -4);
     }
 }

@@ -58,7 +58,8 @@ pub fn inference(a: &Analysis) -> u64 {
 }
 
 /// Gas of one `infer` call with a cold model, as `modelInfo` reports it: what a caller
-/// should budget. `calldata` = 4 + 32·4 + padded input (the ABI encoding of `infer`).
+/// should budget. `calldata` = 4 + 32·3 + padded input (the ABI encoding of `infer`: selector,
+/// id, offset, length, data).
 pub fn infer_call(a: &Analysis, size: usize) -> u64 {
     let padded = |n: usize| n.div_ceil(32) * 32;
     let calldata = 4 + 32 * 3 + padded(a.input_len());

@@ -286,8 +286,8 @@ impl Myelin {
             }
             IMyelinCalls::inferFixed(c) => {
                 if c.decimals > fixed::MAX_DECIMALS {
-                    return Err(revert(IMyelin::InvalidFixedPoint {
-                        reason: format!("decimals {} > {}", c.decimals, fixed::MAX_DECIMALS),
+                    return Err(revert(IMyelin::InvalidDecimals {
+                        decimals: c.decimals,
                     }));
                 }
                 let engine = self.load(host, c.id, meter)?;
@@ -337,7 +337,8 @@ impl Myelin {
         meter.charge(gas::publish(model.len()))?;
         let (m, analysis) = codec::decode(&model).map_err(|e| {
             revert(IMyelin::InvalidModel {
-                reason: e.to_string(),
+                code: e.code(),
+                node: e.node,
             })
         })?;
         host.sstore(slot::model(id), U256::from(model.len()))
@@ -378,13 +379,9 @@ impl Myelin {
             .model_bytes(id)
             .map_err(Stop::Host)?
             .unwrap_or_default();
-        // Stored models were validated at publication; a failure here means the node's state
-        // is corrupt, which must not pass silently as a revert.
-        let (m, analysis) = codec::decode(&bytes).map_err(|e| {
-            revert(IMyelin::InvalidModel {
-                reason: format!("stored model: {e}"),
-            })
-        })?;
+        // Stored models were validated at publication: a failure here is a bug or corrupt
+        // state, reported as such rather than as the caller's invalid model.
+        let (m, analysis) = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
         let engine = Arc::new(Engine::new(m, analysis));
         self.cache_insert(id, engine.clone());
         Ok(engine)

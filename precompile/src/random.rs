@@ -3,7 +3,7 @@
 //! (SplitMix64), so a failing seed reproduces anywhere.
 
 use crate::model::*;
-use crate::validate::{numel, output_shape};
+use crate::validate::{fixed_output_scale, numel, output_shape};
 
 pub struct Rng(u64);
 
@@ -144,6 +144,14 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         };
         m.nodes.push(node);
     }
+    canonical_output_scale(m)
+}
+
+/// A valid model declares the output scale its graph fixes (Softmax's, or the input's).
+fn canonical_output_scale(mut m: Model) -> Model {
+    if let Some(scale) = fixed_output_scale(&m) {
+        m.output_scale = scale;
+    }
     m
 }
 
@@ -209,10 +217,13 @@ fn node_of_kind(
             })
         }
         3 if shape.len() == 3 => {
+            let window = window(rng, shape[1], shape[2], false);
             let pool = Pool {
                 input: cur,
-                window: window(rng, shape[1], shape[2], false),
-                count_include_pad: rng.chance(50),
+                // Canonical: the flag is 0 when there is no padding (draw it anyway, so seeds
+                // keep their models).
+                count_include_pad: rng.chance(50) && window.pads != [0; 4],
+                window,
             };
             if rng.chance(50) {
                 Node::MaxPool(Pool {
@@ -324,7 +335,7 @@ pub fn model_of(spec: &Spec) -> Model {
             shape: vec![numel(&spec.input_shape) as u32],
         });
     }
-    m
+    canonical_output_scale(m)
 }
 
 /// A random input for a model whose input has `len` elements.

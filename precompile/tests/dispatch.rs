@@ -167,3 +167,52 @@ fn out_of_gas_before_any_work() {
         Ok(Outcome::Success { .. })
     ));
 }
+
+fn revert(m: &Myelin, host: &mut MemHost, data: &[u8]) -> Vec<u8> {
+    match m.call(host, &CTX, data) {
+        Ok(Outcome::Revert { output, .. }) => output.to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Rejections carry numbers, never text: the exact revert bytes of SPEC §8.
+#[test]
+fn rejections_are_codes() {
+    use alloy_sol_types::SolError;
+    use myelin_precompile::error::{Code, HEADER};
+    let (m, mut host, _, id) = published(5);
+    let bad_version = IMyelin::publishModelCall {
+        model: b"MYLN\x02".to_vec().into(),
+    }
+    .abi_encode();
+    assert_eq!(
+        revert(&m, &mut host, &bad_version),
+        IMyelin::InvalidModel {
+            code: Code::BadVersion.number(),
+            node: HEADER,
+        }
+        .abi_encode()
+    );
+    let too_many_decimals = IMyelin::inferFixedCall {
+        id,
+        input: vec![],
+        decimals: fixed::MAX_DECIMALS + 1,
+    }
+    .abi_encode();
+    assert_eq!(
+        revert(&m, &mut host, &too_many_decimals),
+        IMyelin::InvalidDecimals { decimals: 39 }.abi_encode()
+    );
+    // A stored model that no longer decodes (corrupt state) is an internal error, not the
+    // caller's invalid model. A fresh precompile has no cached copy to hide it.
+    host.models.insert(id, Bytes::from_static(b"MYLN"));
+    let infer = IMyelin::inferCall {
+        id,
+        input: Bytes::new(),
+    }
+    .abi_encode();
+    assert_eq!(
+        revert(&Myelin::new(4), &mut host, &infer),
+        IMyelin::InternalError {}.abi_encode()
+    );
+}

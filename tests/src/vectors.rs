@@ -7,6 +7,7 @@
 
 use alloy_primitives::keccak256;
 use myelin_cli::conformance::{Expect, ExpectedError, Vector};
+use myelin_precompile::error::Code;
 use myelin_precompile::model::*;
 use myelin_precompile::random::{self, Rng, Spec};
 use myelin_precompile::{decode, encode, gas, reference};
@@ -26,13 +27,13 @@ pub struct Case {
     pub inputs: Vec<Vec<i8>>,
 }
 
-/// Bytes that must be rejected, and the `ModelError` variant that says why (checked when the
+/// Bytes that must be rejected, and the check that must reject them (checked when the
 /// vectors are built, so each vector keeps testing the rule it was written for).
 pub struct Rejection {
     pub name: &'static str,
     pub covers: &'static str,
     pub bytes: Vec<u8>,
-    pub rule: &'static str,
+    pub rule: Code,
 }
 
 fn hex_i8(v: &[i8]) -> String {
@@ -70,12 +71,12 @@ pub fn build() -> Vec<Vector> {
     }
     for r in rejections() {
         let e = decode(&r.bytes).expect_err(r.name);
-        let error = ExpectedError::of(&e);
         assert_eq!(
-            error.variant, r.rule,
+            e.code, r.rule,
             "{}: rejected for another reason: {e}",
             r.name
         );
+        let error = ExpectedError::of(&e);
         out.push(Vector {
             name: r.name.to_string(),
             covers: r.covers.to_string(),
@@ -111,12 +112,17 @@ fn model(input_shape: Vec<u32>, zero_point: i8, nodes: Vec<Node>) -> Model {
         mult: HALF,
         shift: -6,
     }; // 1/128
-    Model {
+    let mut m = Model {
         input_shape,
         input_quant: Quant { scale, zero_point },
         output_scale: scale,
         nodes,
+    };
+    // The canonical output scale where the graph fixes one (Softmax: 1/256; SPEC §4.2).
+    if let Some(fixed) = myelin_precompile::validate::fixed_output_scale(&m) {
+        m.output_scale = fixed;
     }
+    m
 }
 
 fn all_int8() -> Vec<i8> {
@@ -1239,6 +1245,18 @@ fn edge_cases() -> Vec<Case> {
             inputs: vec![rnd(10, 768), rnd(11, 768)],
         },
         Case {
+            name: "requant_edge_zero_point_pos".into(),
+            covers: "accumulators ±(2^31 − 129) with multiplier 2^31 − 1 and zero point +127: bound(MBQ) + |zp| = 2^31 − 1 exactly",
+            model: requant_edge_model(REQUANT_EDGE, 127),
+            inputs: vec![vec![127], vec![-128], vec![0]],
+        },
+        Case {
+            name: "requant_edge_zero_point_neg".into(),
+            covers: "the same accumulators with zero point −127",
+            model: requant_edge_model(REQUANT_EDGE, -127),
+            inputs: vec![vec![127], vec![-128], vec![0]],
+        },
+        Case {
             name: "dense_600_inputs".into(),
             covers: "Dense over a [2, 300] input (600 elements, 300 per row)",
             model: model(
@@ -1347,60 +1365,60 @@ pub fn rejections() -> Vec<Rejection> {
     };
     let square = |k: u16, s: u16, p: u16| win([k, k], [s, s], [p; 4]);
     vec![
-        r("reject_empty", "no bytes at all", vec![], "Truncated"),
+        r("reject_empty", "no bytes at all", vec![], Code::Truncated),
         r(
             "reject_bad_magic",
             "magic is not MYLN",
             patched(ok.clone(), 0, b'X'),
-            "BadMagic",
+            Code::BadMagic,
         ),
         r(
             "reject_version_2",
             "format version 2",
             patched(ok.clone(), 4, 2),
-            "UnsupportedVersion",
+            Code::BadVersion,
         ),
         r(
             "reject_version_0",
             "format version 0",
             patched(ok.clone(), 4, 0),
-            "UnsupportedVersion",
+            Code::BadVersion,
         ),
         r(
             "reject_truncated_header",
             "ends inside the input scale",
             ok[..12].to_vec(),
-            "Truncated",
+            Code::Truncated,
         ),
         r(
             "reject_truncated_weights",
             "ends one byte before the last weight",
             ok[..ok.len() - 1].to_vec(),
-            "Truncated",
+            Code::Truncated,
         ),
         r(
             "reject_trailing_byte",
             "one byte after the last node",
             [ok.clone(), vec![0]].concat(),
-            "TrailingBytes",
+            Code::TrailingBytes,
         ),
         r(
             "reject_op_tag_0",
             "op tag 0x00",
             patched(ok.clone(), RANK1_TAG, 0x00),
-            "UnknownOp",
+            Code::UnknownOp,
         ),
         r(
             "reject_op_tag_0b",
             "op tag 0x0B (one past Softmax)",
             patched(ok.clone(), RANK1_TAG, 0x0B),
-            "UnknownOp",
+            Code::UnknownOp,
         ),
         r(
             "reject_per_channel_flag_2",
             "per_channel flag = 2",
             patched(ok.clone(), RANK1_TAG + 7, 2),
-            "NonCanonical",
+            Code::BadFlag,
         ),
         r(
             "reject_count_include_pad_2",
@@ -1410,7 +1428,7 @@ pub fn rejections() -> Vec<Rejection> {
                 let last = b.len() - 1;
                 patched(b, last, 2)
             },
-            "NonCanonical",
+            Code::BadFlag,
         ),
         r(
             "reject_per_channel_one_channel",
@@ -1421,19 +1439,19 @@ pub fn rejections() -> Vec<Rejection> {
                 d.bias = vec![0];
                 d.weights = vec![1; 4];
             }),
-            "NonCanonical",
+            Code::PerChannelNotCanonical,
         ),
         r(
             "reject_requant_mult_small",
             "requant mult 2^30 - 1 (not normalised)",
             base_dense(|d| d.out.requant = vec![rq(HALF - 1, -3)]),
-            "NonCanonical",
+            Code::MultNotNormalized,
         ),
         r(
             "reject_requant_mult_negative",
             "negative requant mult",
             base_dense(|d| d.out.requant = vec![rq(-HALF, -3)]),
-            "NonCanonical",
+            Code::MultNotNormalized,
         ),
         r(
             "reject_input_scale_small",
@@ -1448,7 +1466,7 @@ pub fn rejections() -> Vec<Rejection> {
                 },
                 ..base()
             }),
-            "NonCanonical",
+            Code::MultNotNormalized,
         ),
         r(
             "reject_output_scale_small",
@@ -1457,49 +1475,49 @@ pub fn rejections() -> Vec<Rejection> {
                 output_scale: Scale { mult: 0, shift: -6 },
                 ..base()
             }),
-            "NonCanonical",
+            Code::MultNotNormalized,
         ),
         r(
             "reject_add_requant_small",
             "Add operand multiplier below 2^30",
             add_of(rq(7, -1), rq(HALF, -1), rq(HALF, -19)),
-            "NonCanonical",
+            Code::MultNotNormalized,
         ),
         r(
             "reject_requant_shift_31",
             "requant shift +31",
             base_dense(|d| d.out.requant = vec![rq(HALF, 31)]),
-            "Invalid",
+            Code::ShiftOutOfRange,
         ),
         r(
             "reject_requant_shift_minus_32",
             "requant shift -32",
             base_dense(|d| d.out.requant = vec![rq(HALF, -32)]),
-            "Invalid",
+            Code::ShiftOutOfRange,
         ),
         r(
             "reject_add_shift_minus_32",
             "Add output shift -32",
             add_of(rq(HALF, -1), rq(HALF, -1), rq(HALF, -32)),
-            "Invalid",
+            Code::ShiftOutOfRange,
         ),
         r(
             "reject_zero_nodes",
             "a graph without nodes",
             encode(&model(vec![4], 0, vec![])),
-            "NodeCount",
+            Code::NodeCount,
         ),
         r(
             "reject_257_nodes",
             "257 nodes (limit 256)",
             clamps(vec![4], 257),
-            "NodeCount",
+            Code::NodeCount,
         ),
         r(
             "reject_reads_own_output",
             "node 0 reads tensor 1, its own output",
             base_dense(|d| d.input = 1),
-            "Invalid",
+            Code::BadTensorRef,
         ),
         r(
             "reject_reads_later_tensor",
@@ -1525,7 +1543,7 @@ pub fn rejections() -> Vec<Rejection> {
                     },
                 ],
             )),
-            "Invalid",
+            Code::BadTensorRef,
         ),
         r(
             "reject_add_operand_later",
@@ -1534,7 +1552,7 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![4],
                 add(0, 1, rq(HALF, -1), rq(HALF, -1), plain(vec![rq(HALF, -19)])),
             ),
-            "Invalid",
+            Code::BadTensorRef,
         ),
         r(
             "reject_input_rank_0",
@@ -1547,7 +1565,7 @@ pub fn rejections() -> Vec<Rejection> {
                     max: 1,
                 },
             ),
-            "Invalid",
+            Code::BadRank,
         ),
         r(
             "reject_input_rank_5",
@@ -1560,7 +1578,7 @@ pub fn rejections() -> Vec<Rejection> {
                     max: 1,
                 },
             ),
-            "Invalid",
+            Code::BadRank,
         ),
         r(
             "reject_input_zero_dim",
@@ -1573,7 +1591,7 @@ pub fn rejections() -> Vec<Rejection> {
                     max: 1,
                 },
             ),
-            "InvalidInput",
+            Code::ZeroDim,
         ),
         r(
             "reject_input_over_2_20",
@@ -1586,7 +1604,7 @@ pub fn rejections() -> Vec<Rejection> {
                     max: 1,
                 },
             ),
-            "LimitExceeded",
+            Code::TensorTooLarge,
         ),
         r(
             "reject_reshape_rank_5",
@@ -1595,7 +1613,7 @@ pub fn rejections() -> Vec<Rejection> {
                 input: 1,
                 shape: vec![1, 1, 1, 1, 2],
             }),
-            "Invalid",
+            Code::BadRank,
         ),
         r(
             "reject_reshape_zero_dim",
@@ -1604,7 +1622,7 @@ pub fn rejections() -> Vec<Rejection> {
                 input: 1,
                 shape: vec![2, 0],
             }),
-            "Invalid",
+            Code::ZeroDim,
         ),
         r(
             "reject_reshape_count",
@@ -1613,19 +1631,19 @@ pub fn rejections() -> Vec<Rejection> {
                 input: 1,
                 shape: vec![3],
             }),
-            "Invalid",
+            Code::ReshapeMismatch,
         ),
         r(
             "reject_tensor_over_2_20",
             "a Conv2d output of 2^21 elements",
             conv_on(vec![1, 1024, 1024], 2, 1, square(1, 1, 0)),
-            "Invalid",
+            Code::TensorTooLarge,
         ),
         r(
             "reject_conv2d_rank_2",
             "Conv2d on a rank-2 tensor",
             conv_on(vec![2, 4], 1, 1, square(1, 1, 0)),
-            "Invalid",
+            Code::InputRank,
         ),
         r(
             "reject_conv1d_rank_3",
@@ -1644,13 +1662,13 @@ pub fn rejections() -> Vec<Rejection> {
                     vec![1],
                 ),
             ),
-            "Invalid",
+            Code::InputRank,
         ),
         r(
             "reject_maxpool_rank_1",
             "MaxPool2d on a rank-1 tensor",
             base_then(Node::MaxPool(pool(1, square(1, 1, 0), false))),
-            "Invalid",
+            Code::InputRank,
         ),
         r(
             "reject_avgpool_rank_4",
@@ -1659,31 +1677,31 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![1, 1, 2, 2],
                 Node::AvgPool(pool(0, square(1, 1, 0), false)),
             ),
-            "Invalid",
+            Code::InputRank,
         ),
         r(
             "reject_groups_0",
             "Conv2d with 0 groups",
             conv_on(vec![2, 3, 3], 2, 0, square(1, 1, 0)),
-            "Invalid",
+            Code::BadGroups,
         ),
         r(
             "reject_groups_input",
             "2 groups over 3 input channels",
             conv_on(vec![3, 3, 3], 2, 2, square(1, 1, 0)),
-            "Invalid",
+            Code::BadGroups,
         ),
         r(
             "reject_groups_output",
             "2 groups over 3 output channels",
             conv_on(vec![2, 3, 3], 3, 2, square(1, 1, 0)),
-            "Invalid",
+            Code::BadGroups,
         ),
         r(
             "reject_conv_zero_channels",
             "Conv2d with 0 output channels",
             conv_on(vec![1, 3, 3], 0, 1, square(1, 1, 0)),
-            "Invalid",
+            Code::ZeroDim,
         ),
         r(
             "reject_dense_zero_features",
@@ -1693,7 +1711,7 @@ pub fn rejections() -> Vec<Rejection> {
                 d.bias = vec![];
                 d.weights = vec![];
             }),
-            "Invalid",
+            Code::ZeroDim,
         ),
         r(
             "reject_kernel_0",
@@ -1702,19 +1720,19 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![1, 3, 3],
                 Node::MaxPool(pool(0, square(0, 1, 0), false)),
             ),
-            "Invalid",
+            Code::ZeroKernelOrStride,
         ),
         r(
             "reject_stride_0",
             "Conv2d with stride 0",
             conv_on(vec![1, 3, 3], 1, 1, square(2, 0, 0)),
-            "Invalid",
+            Code::ZeroKernelOrStride,
         ),
         r(
             "reject_pad_eq_kernel",
             "padding 3 with kernel 3",
             conv_on(vec![1, 3, 3], 1, 1, square(3, 1, 3)),
-            "Invalid",
+            Code::PadTooLarge,
         ),
         r(
             "reject_kernel_over_input",
@@ -1723,7 +1741,7 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![1, 3, 3],
                 Node::AvgPool(pool(0, square(5, 1, 0), false)),
             ),
-            "Invalid",
+            Code::KernelTooLarge,
         ),
         r(
             "reject_add_shapes",
@@ -1735,13 +1753,13 @@ pub fn rejections() -> Vec<Rejection> {
                 rq(HALF, -1),
                 plain(vec![rq(HALF, -19)]),
             )),
-            "Invalid",
+            Code::AddShapeMismatch,
         ),
         r(
             "reject_act_range_empty",
             "fused activation range [5, 4]",
             base_dense(|d| (d.out.act_min, d.out.act_max) = (5, 4)),
-            "Invalid",
+            Code::EmptyClamp,
         ),
         r(
             "reject_clamp_empty",
@@ -1751,25 +1769,25 @@ pub fn rejections() -> Vec<Rejection> {
                 min: 5,
                 max: 4,
             }),
-            "Invalid",
+            Code::EmptyClamp,
         ),
         r(
             "reject_softmax_exp0",
             "Softmax with exp_table[0] = 0",
             base_then(softmax(1, |_| 0)),
-            "Invalid",
+            Code::ExpTableZero,
         ),
         r(
             "reject_dense_bias_overflow",
             "|bias| + 255 * sum|w| above 2^31 - 1",
             base_dense(|d| d.bias = vec![i32::MAX - 100, 0]),
-            "AccumulatorOverflow",
+            Code::AccumulatorOverflow,
         ),
         r(
             "reject_dense_shift_overflow",
             "the accumulator bound times 2^shift above 2^31 - 1",
             base_dense(|d| d.out.requant = vec![rq(HALF, 30)]),
-            "AccumulatorOverflow",
+            Code::AccumulatorOverflow,
         ),
         r(
             "reject_conv_weight_overflow",
@@ -1786,25 +1804,25 @@ pub fn rejections() -> Vec<Rejection> {
                     vec![1; 4],
                 ),
             ),
-            "AccumulatorOverflow",
+            Code::AccumulatorOverflow,
         ),
         r(
             "reject_add_operand_shift",
             "Add operand shift +4: 255 * 2^24 overflows",
             add_of(rq(HALF, 4), rq(HALF, -1), rq(HALF, -19)),
-            "AccumulatorOverflow",
+            Code::AccumulatorOverflow,
         ),
         r(
             "reject_add_output_shift",
             "Add output shift +4 on a sum near 2^29",
             add_of(rq(i32::MAX, 0), rq(i32::MAX, 0), rq(HALF, 4)),
-            "AccumulatorOverflow",
+            Code::AccumulatorOverflow,
         ),
         r(
             "reject_im2col_limit",
             "a 3x3 Conv2d over a 1024x1024 map: im2col 9 * 2^20 > 2^22",
             conv_on(vec![1, 1024, 1024], 1, 1, square(3, 1, 1)),
-            "LimitExceeded",
+            Code::Im2colTooLarge,
         ),
         r(
             "reject_elementwise_limit",
@@ -1813,13 +1831,117 @@ pub fn rejections() -> Vec<Rejection> {
                 vec![1, 1024, 1024],
                 Node::MaxPool(pool(0, square(64, 1, 0), false)),
             ),
-            "LimitExceeded",
+            Code::TooManyElems,
         ),
         r(
             "reject_activation_limit",
             "16 Clamps of a 2^20-element input: 17 * 2^20 activation elements > 2^24",
             clamps(vec![1 << 20], 16),
-            "LimitExceeded",
+            Code::TooManyActivations,
+        ),
+        r(
+            "reject_scale_shift_64",
+            "input scale shift 64 (scales take -64..=63)",
+            encode(&Model {
+                input_quant: Quant {
+                    scale: Scale {
+                        mult: HALF,
+                        shift: 64,
+                    },
+                    zero_point: 0,
+                },
+                ..base()
+            }),
+            Code::ShiftOutOfRange,
+        ),
+        r(
+            "reject_softmax_output_scale",
+            "a Softmax output declared with scale 1/128 instead of the fixed 1/256",
+            encode(&Model {
+                output_scale: Scale {
+                    mult: HALF,
+                    shift: -6,
+                },
+                ..model(vec![4], 0, vec![softmax(0, |_| 1)])
+            }),
+            Code::OutputScaleMismatch,
+        ),
+        r(
+            "reject_pool_output_scale",
+            "a MaxPool-only graph declaring an output scale other than the input's",
+            encode(&Model {
+                output_scale: PROB,
+                ..model(
+                    vec![1, 2, 2],
+                    0,
+                    vec![Node::MaxPool(pool(0, square(2, 1, 0), false))],
+                )
+            }),
+            Code::OutputScaleMismatch,
+        ),
+        r(
+            "reject_per_channel_all_equal",
+            "per_channel = 1 with every multiplier equal",
+            base_dense(|d| d.out.requant = vec![rq(HALF, -3), rq(HALF, -3)]),
+            Code::PerChannelNotCanonical,
+        ),
+        r(
+            "reject_count_include_pad_no_pads",
+            "count_include_pad = 1 with all pads zero",
+            single(vec![1, 2, 2], Node::AvgPool(pool(0, square(2, 1, 0), true))),
+            Code::PadFlagNotCanonical,
+        ),
+        r(
+            "reject_requant_zero_point_pos",
+            "bound(MBQ) + |zero point| = 2^31 with zero point +127",
+            requant_edge(REQUANT_EDGE + 1, 127),
+            Code::AccumulatorOverflow,
+        ),
+        r(
+            "reject_requant_zero_point_neg",
+            "bound(MBQ) + |zero point| = 2^31 with zero point -128",
+            requant_edge(REQUANT_EDGE, -128),
+            Code::AccumulatorOverflow,
+        ),
+        r(
+            "reject_add_zero_point",
+            "Add: S = 2^31 - 128 fits, but bound(S, out) + |zero point -128| = 2^31 + 1",
+            single(
+                vec![4],
+                add(
+                    0,
+                    0,
+                    rq(1_077_952_510, 3),
+                    rq(1_077_952_510, 3),
+                    output(vec![rq(HALF, 0)], -128, -128, 127),
+                ),
+            ),
+            Code::AccumulatorOverflow,
         ),
     ]
+}
+
+/// Largest `|bias| + 255 · Σ|w|` with multiplier `(2^31 − 1, 0)` and zero point ±127 that
+/// passes `bound(B) + |zero_point| ≤ 2^31 − 1`: `bound = ⌊B · (2^31 − 1) / 2^31⌋ + 2 = B + 1`.
+const REQUANT_EDGE: i64 = (1 << 31) - 129;
+
+/// A Dense `[1] → [2]` whose channels reach accumulators `+b` and `−b` (input zero point
+/// −128, so `x − zp` spans 0..=255), with `b` = `bound_b` and output zero point `zero_point`.
+fn requant_edge(bound_b: i64, zero_point: i8) -> Vec<u8> {
+    encode(&requant_edge_model(bound_b, zero_point))
+}
+
+fn requant_edge_model(bound_b: i64, zero_point: i8) -> Model {
+    let bias = (bound_b - 255) as i32;
+    model(
+        vec![1],
+        -128,
+        vec![dense(
+            0,
+            2,
+            output(vec![rq(i32::MAX, 0)], zero_point, -128, 127),
+            vec![bias, -bias],
+            vec![1, -1],
+        )],
+    )
 }

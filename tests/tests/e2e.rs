@@ -4,6 +4,7 @@
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolConstructor, SolError, SolInterface};
 use myelin_precompile::abi::IMyelin::{self, IMyelinErrors};
+use myelin_precompile::error::{Code, HEADER};
 use myelin_precompile::evm::DEFAULT_ADDRESS as MYELIN;
 use myelin_precompile::model::*;
 use myelin_precompile::{decode, encode, fixed, gas, Engine};
@@ -296,12 +297,14 @@ fn bad_input_reverts_with_abi_errors() {
             actual: U256::from(63)
         })
     );
-    match revert_error(&r[2].result) {
-        IMyelinErrors::InvalidModel(e) => {
-            assert!(e.reason.contains("trailing bytes"), "{}", e.reason)
-        }
-        other => panic!("{other:?}"),
-    }
+    // Exact revert bytes: the code of TrailingBytes, at the header (SPEC §8).
+    assert_eq!(
+        revert_error(&r[2].result),
+        IMyelinErrors::InvalidModel(IMyelin::InvalidModel {
+            code: Code::TrailingBytes.number(),
+            node: HEADER,
+        })
+    );
     assert_eq!(
         revert_error(&r[3].result),
         IMyelinErrors::MalformedCall(IMyelin::MalformedCall {})

@@ -116,6 +116,20 @@ fn the_runner_rejects_wrong_expectations() {
         }
     )
     .is_err());
+    assert!(tamper(
+        invalid,
+        &|v| if let Expect::Error { error } = &mut v.expect {
+            error.code += 1;
+        }
+    )
+    .is_err());
+    assert!(tamper(
+        invalid,
+        &|v| if let Expect::Error { error } = &mut v.expect {
+            error.node ^= 1;
+        }
+    )
+    .is_err());
     // A valid model expected to be rejected, and a rejected one expected to run.
     assert!(tamper(valid, &|v| v.expect = invalid.expect.clone()).is_err());
     assert!(tamper(invalid, &|v| v.expect = valid.expect.clone()).is_err());

@@ -854,7 +854,9 @@ impl Lowerer<'_> {
                     float::Window::from_node(node, 2, None)?
                 };
                 let [oh, ow] = window.output(node, x.shape[1], x.shape[2])?;
-                let count_include_pad = node.int("count_include_pad", 0)? != 0;
+                // Without padding the flag changes nothing, and 0 is its canonical encoding.
+                let count_include_pad =
+                    node.int("count_include_pad", 0)? != 0 && window.pads != [0; 4];
                 let pool = m::Pool {
                     input: x.id,
                     window: model_window(&window)?,

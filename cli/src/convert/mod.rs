@@ -22,6 +22,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use myelin_precompile::error::{Code, HEADER};
 use myelin_precompile::model::Model;
 use myelin_precompile::validate::Analysis;
 use myelin_precompile::ModelError;
@@ -71,7 +72,7 @@ pub fn convert_onnx(
     let ranges = calibrate(&graph, calib, &sample_shape, opts.progress)?;
     let lowered = lower::lower(&graph, &ranges, &sample_shape)?;
     let analysis = myelin_precompile::validate::validate(&lowered.model)
-        .map_err(|e| explain(e, &lowered.sources))?;
+        .map_err(|e| explain(e, &lowered.model, &lowered.sources))?;
     let bytes = myelin_precompile::encode(&lowered.model);
     let (decoded, _) = myelin_precompile::decode(&bytes)
         .map_err(|e| anyhow!("internal error: the encoded model does not decode: {e}"))?;
@@ -102,25 +103,25 @@ pub fn convert_onnx(
     })
 }
 
-/// Adds to a validation error which ONNX nodes the failing Myelin node came from.
-fn explain(e: ModelError, sources: &[String]) -> anyhow::Error {
-    let node = match &e {
-        ModelError::Invalid { node, .. }
-        | ModelError::AccumulatorOverflow { node, .. }
-        | ModelError::NonCanonical { node, .. } => Some(*node),
-        _ => None,
-    };
+/// Adds to a validation error which layer failed and which ONNX nodes it came from.
+fn explain(e: ModelError, model: &Model, sources: &[String]) -> anyhow::Error {
+    let node = Some(e.node as usize).filter(|_| e.node != HEADER);
+    let op = node
+        .and_then(|n| model.nodes.get(n))
+        .map(|n| n.op_name())
+        .unwrap_or("model");
     let from = node
         .and_then(|n| sources.get(n))
         .map(|s| format!(" (converted from ONNX {s})"))
         .unwrap_or_default();
-    match e {
-        ModelError::AccumulatorOverflow { node, op, bound } => anyhow!(
-            "the converted model fails validation: layer {node} ({op}){from} can accumulate up to {bound}, \
-             which overflows int32 after requantization; its weights are too large for its fan-in \
-             (retrain with weight decay, or split the layer)"
+    match (e.code, node) {
+        (Code::AccumulatorOverflow, Some(n)) => anyhow!(
+            "the converted model fails validation: layer {n} ({op}){from}: {}, which overflows \
+             int32 after requantization; its weights are too large for its fan-in (retrain \
+             with weight decay, or split the layer)",
+            e.detail
         ),
-        e => anyhow!("the converted model fails validation: {e}{from}"),
+        _ => anyhow!("the converted model fails validation: {e}{from}"),
     }
 }
 
