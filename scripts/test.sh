@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README "Set-up"): Rust workspace tests, then the Foundry
-# suites, installing the pinned npm toolchain first if needed.
+# The project's test command (README "Set-up"): Rust workspace tests, rustfmt and clippy,
+# then the Foundry suites, installing the pinned npm toolchain first if needed.
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,17 @@ rust=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p 
   END { printf "%d %d", p, f }' "$log")
 passed=${rust% *}
 failed=${rust#* }
+
+# Style and lints ([workspace.lints] in Cargo.toml): each is one check, failed if it fails.
+for check in "cargo fmt --all --check" "cargo clippy --workspace --all-targets -- -D warnings"; do
+  if $check; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $check"
+    failed=$((failed + 1))
+    status=1
+  fi
+done
 
 if compgen -G "contracts/test/*.t.sol" >/dev/null; then
   # The bridge runs target/debug/myelin. `--bins --tests` resolves features exactly as

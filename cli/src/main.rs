@@ -6,6 +6,7 @@ use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::{SolCall, SolValue};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
+use myelin_cli::conformance;
 use myelin_cli::convert::{self, ConvertOptions};
 use myelin_cli::npy;
 use myelin_cli::store::DirStore;
@@ -66,6 +67,9 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Play conformance vectors (tests/vectors/*.json, schema in docs/SPEC.md) through the
+    /// precompile: one ok/FAIL line per vector; exits non-zero if any fails.
+    Conformance { vectors: PathBuf },
     /// Calldata (hex) for calls of the precompile.
     Calldata {
         #[command(subcommand)]
@@ -318,6 +322,14 @@ fn run(cli: Cli) -> Result<()> {
                 "max abs error {max_err:.6}, mean abs error {:.6}",
                 sum_err / f.len() as f64
             );
+        }
+        Command::Conformance { vectors } => {
+            let text = std::fs::read_to_string(&vectors)
+                .with_context(|| format!("reading {}", vectors.display()))?;
+            let vectors = conformance::parse(&text)
+                .with_context(|| format!("{} is not a vector file", vectors.display()))?;
+            let failed = conformance::run(&vectors);
+            ensure!(failed == 0, "{failed} of {} vectors failed", vectors.len());
         }
         Command::Calldata { call } => match call {
             CalldataCall::Publish { model } => {

@@ -6,27 +6,46 @@ import {Myelin} from "../src/Myelin.sol";
 import {MyelinTest} from "./MyelinBridge.sol";
 
 /// The bridge answers with the real precompile: every committed golden vector (hand-made
-/// rounding and op edge cases plus random models) must come back byte for byte. A wrong
-/// answer from the precompile fails this suite.
+/// rounding and op edge cases, random models, and one invalid model per validation rule) must
+/// come back byte for byte: the id, the output, `modelInfo`'s gas, and the exact revert bytes
+/// of `publishModel` for a rejected model. A wrong answer from the precompile fails this suite.
 contract BridgeTest is MyelinTest {
     function setUp() public {
         installMyelin();
     }
 
+    function _hex(string memory json, string memory key) private pure returns (bytes memory) {
+        return vm.parseBytes(string.concat("0x", vm.parseJsonString(json, key)));
+    }
+
     function testGoldenVectorsThroughTheBridge() public {
         string memory json = vm.readFile("tests/vectors/v1.json");
         uint256 n;
+        uint256 rejected;
         while (vm.keyExistsJson(json, string.concat("$[", vm.toString(n), "]"))) {
             string memory at = string.concat("$[", vm.toString(n), "]");
-            bytes memory model = vm.parseBytes(string.concat("0x", vm.parseJsonString(json, string.concat(at, ".model"))));
-            bytes memory input = vm.parseBytes(string.concat("0x", vm.parseJsonString(json, string.concat(at, ".input"))));
-            bytes memory output = vm.parseBytes(string.concat("0x", vm.parseJsonString(json, string.concat(at, ".output"))));
-            bytes32 id = Myelin.publish(model);
-            assertEq(id, keccak256(model));
-            assertEq(Myelin.infer(id, input), output, vm.parseJsonString(json, string.concat(at, ".name")));
+            string memory name = vm.parseJsonString(json, string.concat(at, ".name"));
+            bytes memory model = _hex(json, string.concat(at, ".model"));
+            bytes32 id = bytes32(_hex(json, string.concat(at, ".id")));
+            assertEq(keccak256(model), id, name);
+            if (vm.keyExistsJson(json, string.concat(at, ".error"))) {
+                uint16 code = uint16(vm.parseJsonUint(json, string.concat(at, ".error.code")));
+                uint16 node = uint16(vm.parseJsonUint(json, string.concat(at, ".error.node")));
+                (bool ok, bytes memory ret) =
+                    Myelin.PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (model)));
+                assertFalse(ok, name);
+                assertEq(ret, abi.encodeWithSelector(IMyelin.InvalidModel.selector, code, node), name);
+                rejected++;
+            } else {
+                assertEq(Myelin.publish(model), id, name);
+                bytes memory input = _hex(json, string.concat(at, ".input"));
+                assertEq(Myelin.infer(id, input), _hex(json, string.concat(at, ".output")), name);
+                assertEq(Myelin.modelInfo(id).inferGas, vm.parseJsonUint(json, string.concat(at, ".inferGas")), name);
+            }
             n++;
         }
-        assertGe(n, 50);
+        assertGe(n, 200);
+        assertGe(rejected, 30);
     }
 
     function testUnknownModelRevertBubbles() public {

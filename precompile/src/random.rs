@@ -40,6 +40,14 @@ fn requant(rng: &mut Rng, shift_lo: i64, shift_hi: i64) -> Requant {
     }
 }
 
+/// A scale for the model's input or output.
+fn io_scale(rng: &mut Rng) -> Scale {
+    Scale {
+        mult: rng.range(1 << 30, i32::MAX as i64) as i32,
+        shift: rng.range(-10, 2) as i8,
+    }
+}
+
 fn output(rng: &mut Rng, channels: u32, fan_in: u64) -> Output {
     // Pick the shift so that typical accumulators (~ 64·√fan_in) land in int8 range.
     let typical = (64.0 * (fan_in as f64).sqrt()).log2().ceil() as i64;
@@ -102,18 +110,14 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         ],
         _ => vec![rng.range(1, 4) as u32, rng.range(2, 16) as u32],
     };
-    let scale = |rng: &mut Rng| Scale {
-        mult: rng.range(1 << 30, i32::MAX as i64) as i32,
-        shift: rng.range(-10, 2) as i8,
-    };
     let input_quant = Quant {
-        scale: scale(rng),
+        scale: io_scale(rng),
         zero_point: rng.i8(),
     };
     let mut m = Model {
         input_shape: input_shape.clone(),
         input_quant,
-        output_scale: scale(rng),
+        output_scale: io_scale(rng),
         nodes: vec![],
     };
     let mut shapes = vec![input_shape];
@@ -122,13 +126,7 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         let cur = (shapes.len() - 1) as TensorId;
         let shape = shapes.last().cloned().unwrap_or_default();
         let node = random_node(rng, cur, &shape, &shapes);
-        match output_shape(m.nodes.len(), &node, &shapes) {
-            Ok(s) if numel(&s) <= 4096 => {
-                shapes.push(s);
-                m.nodes.push(node);
-            }
-            _ => {}
-        }
+        push_if_small(&mut m, &mut shapes, node);
     }
     if m.nodes.is_empty() || rng.chance(30) {
         let cur = (shapes.len() - 1) as TensorId;
@@ -146,11 +144,25 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         };
         m.nodes.push(node);
     }
-    // A valid model declares the output scale its graph fixes (Softmax's, or the input's).
+    canonical_output_scale(m)
+}
+
+/// A valid model declares the output scale its graph fixes (Softmax's, or the input's).
+fn canonical_output_scale(mut m: Model) -> Model {
     if let Some(scale) = fixed_output_scale(&m) {
         m.output_scale = scale;
     }
     m
+}
+
+/// Appends `node` if its output is valid and at most 4096 elements (keeps tests fast).
+fn push_if_small(m: &mut Model, shapes: &mut Vec<Vec<u32>>, node: Node) {
+    if let Ok(s) = output_shape(m.nodes.len(), &node, shapes) {
+        if numel(&s) <= 4096 {
+            shapes.push(s);
+            m.nodes.push(node);
+        }
+    }
 }
 
 /// `round(2^16 · exp(−d · s))` for a random `s`: a realistic decreasing table.
@@ -165,7 +177,21 @@ fn exp_table(rng: &mut Rng) -> [u16; 256] {
 
 fn random_node(rng: &mut Rng, cur: TensorId, shape: &[u32], shapes: &[Vec<u32>]) -> Node {
     let is_map = shape.len() == 3 || shape.len() == 2 && rng.chance(50);
-    match rng.range(0, 9) {
+    let op = rng.range(0, 9);
+    node_of_kind(rng, op, is_map, cur, shape, shapes)
+}
+
+/// A node of kind `op` (0–2 convolution, 3 pooling, falling back to Dense when the shape does
+/// not allow them; 4 Clamp, 5 Lut, 6 Add, 7 Softmax, 8–9 Reshape) reading tensor `cur`.
+fn node_of_kind(
+    rng: &mut Rng,
+    op: i64,
+    is_map: bool,
+    cur: TensorId,
+    shape: &[u32],
+    shapes: &[Vec<u32>],
+) -> Node {
+    match op {
         0..=2 if is_map => {
             let one_d = shape.len() == 2;
             let (c, h, w) = if one_d {
@@ -266,6 +292,50 @@ fn random_node(rng: &mut Rng, cur: TensorId, shape: &[u32], shapes: &[Vec<u32>])
             }
         }
     }
+}
+
+/// A structural description of a model: the input shape, a seed for the input and output
+/// quantization, and per node an op kind (as [`node_of_kind`] reads it, 0..=9) with the seed
+/// of its parameters. Property tests draw `Spec`s rather than bare seeds so that a failure
+/// shrinks toward fewer nodes, smaller dimensions and simpler kinds, i.e. a small model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub input_shape: Vec<u32>,
+    pub quant_seed: u64,
+    pub nodes: Vec<(u8, u64)>,
+}
+
+/// The valid model a [`Spec`] describes. Nodes whose kind does not fit the current shape
+/// fall back as in [`model`]; a node that would exceed 4096 elements is skipped; a model
+/// left without nodes gets a flatten.
+pub fn model_of(spec: &Spec) -> Model {
+    let mut rng = Rng::new(spec.quant_seed);
+    let input_quant = Quant {
+        scale: io_scale(&mut rng),
+        zero_point: rng.i8(),
+    };
+    let mut m = Model {
+        input_shape: spec.input_shape.clone(),
+        input_quant,
+        output_scale: io_scale(&mut rng),
+        nodes: vec![],
+    };
+    let mut shapes = vec![spec.input_shape.clone()];
+    for &(op, seed) in &spec.nodes {
+        let mut rng = Rng::new(seed);
+        let cur = (shapes.len() - 1) as TensorId;
+        let shape = shapes.last().cloned().unwrap_or_default();
+        let is_map = shape.len() == 3 || shape.len() == 2 && rng.chance(50);
+        let node = node_of_kind(&mut rng, op as i64, is_map, cur, &shape, &shapes);
+        push_if_small(&mut m, &mut shapes, node);
+    }
+    if m.nodes.is_empty() {
+        m.nodes.push(Node::Reshape {
+            input: 0,
+            shape: vec![numel(&spec.input_shape) as u32],
+        });
+    }
+    canonical_output_scale(m)
 }
 
 /// A random input for a model whose input has `len` elements.

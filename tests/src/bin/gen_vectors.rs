@@ -1,5 +1,6 @@
-//! Regenerates `tests/vectors/v1.json` from the scalar reference. Run it only on purpose
-//! (a spec change): `cargo run -p myelin-tests --bin gen-vectors`, then review the diff.
+//! Regenerates `tests/vectors/v1.json`: outputs from the scalar reference, gas from the
+//! schedule, errors from the decoder. Run it only on purpose (a spec or gas change):
+//! `cargo build --workspace --bins && target/debug/gen-vectors`, then review the diff.
 
 fn main() {
     let vectors = myelin_tests::vectors::build();
