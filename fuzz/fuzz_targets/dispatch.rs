@@ -142,7 +142,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let (warm_outcomes, warm_host) = run(&warm, &calls);
     let (cold_outcomes, cold_host) = run(&Myelin::new(1), &calls);
-    assert_eq!(warm_outcomes, cold_outcomes, "the model cache changed an outcome");
+    assert_eq!(
+        warm_outcomes, cold_outcomes,
+        "the model cache changed an outcome"
+    );
     assert_eq!(warm_host.storage, cold_host.storage);
     assert_eq!(warm_host.transient, cold_host.transient);
     assert_eq!(warm_host.models, cold_host.models);
