@@ -1,0 +1,16 @@
+//! Arbitrary bytes into `decode` (parse + validate): it must never panic, and whatever it
+//! accepts must be the one canonical encoding of the model it yields (`encode` gives the
+//! same bytes back), so a model id names exactly one function.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use myelin_precompile::{decode, encode};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok((model, _)) = decode(data) {
+        assert!(
+            encode(&model) == data,
+            "decode accepted a non-canonical encoding of {model:?}"
+        );
+    }
+});
