@@ -102,9 +102,10 @@ mod tests {
     fn extreme_valid_scales_stay_exact() {
         // The largest value inferFixed can return: far inside int256, computed exactly.
         let v = dequantize(127, MAX_DECIMALS, q(i32::MAX, 63, -128));
-        let exact = (U512::from(255u32) * U512::from(i32::MAX as u32) * pow10(MAX_DECIMALS)) << 32;
+        let exact: U512 =
+            (U512::from(255u32) * U512::from(i32::MAX as u32) * pow10(MAX_DECIMALS)) << 32usize;
         assert_eq!(v, I256::from_raw(exact.to::<U256>()));
-        assert!(exact < (U512::from(1u8) << 198));
+        assert!(exact < (U512::from(1u8) << 198usize));
         // 10^19 / 10^38 / 2^-65 = 3.69 → 4 with the smallest valid scale
         let small = q(1 << 30, -64, 0);
         let v = I256::try_from(10u128.pow(19)).unwrap();

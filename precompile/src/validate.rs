@@ -432,8 +432,10 @@ fn requant_bound(
 fn fixed_scale(n: &Node, scales: &[Option<Scale>]) -> Option<Scale> {
     match n {
         Node::Softmax { .. } => Some(SOFTMAX_SCALE),
-        Node::MaxPool(p) | Node::AvgPool(p) => scales[p.input as usize],
-        Node::Clamp { input, .. } | Node::Reshape { input, .. } => scales[*input as usize],
+        Node::MaxPool(Pool { input, .. })
+        | Node::AvgPool(Pool { input, .. })
+        | Node::Clamp { input, .. }
+        | Node::Reshape { input, .. } => scales.get(*input as usize).copied().flatten(),
         Node::Dense(_) | Node::Conv(_) | Node::Add(_) | Node::Lut { .. } => None,
     }
 }
