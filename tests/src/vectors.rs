@@ -1522,10 +1522,9 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_reads_later_tensor",
             "node 1 reads tensor 3, produced later",
-            encode(&model(
-                vec![4],
-                0,
-                vec![
+            encode(&Model {
+                // Built without `model()`, which infers the output scale of valid graphs only.
+                nodes: vec![
                     Node::Clamp {
                         input: 0,
                         min: -1,
@@ -1542,7 +1541,8 @@ pub fn rejections() -> Vec<Rejection> {
                         max: 1,
                     },
                 ],
-            )),
+                ..model(vec![4], 0, vec![])
+            }),
             Code::BadTensorRef,
         ),
         r(
