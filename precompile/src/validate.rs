@@ -3,17 +3,11 @@
 //! costs. Everything here is a function of the model alone, so gas can be computed before
 //! any inference runs (`docs/SPEC.md` §4–§5).
 
+use crate::cost::node_cost;
+pub use crate::cost::Cost;
 use crate::error::ModelError;
 use crate::limits::*;
 use crate::model::*;
-
-/// Work of one node. `macs` are int8×int8 multiply-accumulates; `elems` are elementwise
-/// steps (elements read into im2col or a pooling window, requantized, looked up, written).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cost {
-    pub macs: u64,
-    pub elems: u64,
-}
 
 /// What validation learns about a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -361,21 +355,13 @@ pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
     for (i, n) in model.nodes.iter().enumerate() {
         let op = n.op_name();
         let shape = output_shape(i, n, &a.shapes)?;
-        let in_shape = &a.shapes[n.inputs()[0] as usize];
-        let (in_elems, out_elems) = (numel(in_shape), numel(&shape));
+        let out_elems = numel(&shape);
         let in_zp = a.zero_points[n.inputs()[0] as usize];
-        let (zp, cost, params) = match n {
+        let (zp, params) = match n {
             Node::Dense(d) => {
                 check_layer(i, op, &d.out, &d.bias, &d.weights)?;
-                let k = *in_shape.last().unwrap_or(&1) as u64;
-                let rows = in_elems / k;
-                let cost = Cost {
-                    macs: rows * d.out_features as u64 * k,
-                    elems: in_elems + out_elems,
-                };
                 (
                     d.out.zero_point,
-                    cost,
                     d.weights.len() as u64 + d.bias.len() as u64,
                 )
             }
@@ -391,27 +377,12 @@ pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
                         max: MAX_IM2COL_ELEMS,
                     });
                 }
-                let cost = Cost {
-                    macs: out_elems * fan_in,
-                    elems: im2col + out_elems,
-                };
                 (
                     c.out.zero_point,
-                    cost,
                     c.weights.len() as u64 + c.bias.len() as u64,
                 )
             }
-            Node::MaxPool(p) | Node::AvgPool(p) => {
-                let window = p.window.kernel[0] as u64 * p.window.kernel[1] as u64;
-                (
-                    in_zp,
-                    Cost {
-                        macs: 0,
-                        elems: out_elems * window + in_elems,
-                    },
-                    0,
-                )
-            }
+            Node::MaxPool(_) | Node::AvgPool(_) => (in_zp, 0),
             Node::Add(ad) => {
                 check_requant(i, op, ad.a_requant)?;
                 check_requant(i, op, ad.b_requant)?;
@@ -421,42 +392,14 @@ pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
                 let sum = mbq_bound(i, op, lifted, ad.a_requant)?
                     + mbq_bound(i, op, lifted, ad.b_requant)?;
                 mbq_bound(i, op, sum, ad.out.requant[0])?;
-                (
-                    ad.out.zero_point,
-                    Cost {
-                        macs: 0,
-                        elems: 3 * out_elems,
-                    },
-                    0,
-                )
+                (ad.out.zero_point, 0)
             }
             Node::Clamp { min, max, .. } => {
                 check_act(i, op, *min, *max)?;
-                (
-                    in_zp,
-                    Cost {
-                        macs: 0,
-                        elems: 2 * out_elems,
-                    },
-                    0,
-                )
+                (in_zp, 0)
             }
-            Node::Reshape { .. } => (
-                in_zp,
-                Cost {
-                    macs: 0,
-                    elems: out_elems,
-                },
-                0,
-            ),
-            Node::Lut { zero_point, .. } => (
-                *zero_point,
-                Cost {
-                    macs: 0,
-                    elems: 2 * out_elems,
-                },
-                256,
-            ),
+            Node::Reshape { .. } => (in_zp, 0),
+            Node::Lut { zero_point, .. } => (*zero_point, 256),
             Node::Softmax { exp_table, .. } => {
                 if exp_table[0] == 0 {
                     return Err(invalid(
@@ -465,16 +408,10 @@ pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
                         "exp_table[0] (the maximum's weight) must be at least 1".into(),
                     ));
                 }
-                (
-                    SOFTMAX_ZERO_POINT,
-                    Cost {
-                        macs: 0,
-                        elems: 3 * out_elems,
-                    },
-                    256,
-                )
+                (SOFTMAX_ZERO_POINT, 256)
             }
         };
+        let cost = node_cost(n, &a.shapes, &shape);
         a.total.macs += cost.macs;
         a.total.elems += cost.elems;
         a.params += params;
