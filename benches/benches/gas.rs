@@ -101,10 +101,12 @@ fn bench_gas(c: &mut Criterion) {
             b.iter(|| engine.run(&input))
         });
     }
-    // Cold load: parse + validate + prepare a 1 MiB model, priced by gas::load(size, cold).
+    // Cold load: parse + validate + prepare a 1 MiB model, priced by gas::load + gas::prepare.
     let mut rng = Rng::new(2);
     let big = encode(&base(vec![1024], vec![dense(&mut rng, 0, 1024, 1024, 20)]));
-    group.throughput(Throughput::Elements(gas::load(big.len(), false)));
+    group.throughput(Throughput::Elements(
+        gas::load(big.len(), false) + gas::prepare(1),
+    ));
     group.bench_function(BenchmarkId::new("load_cold", "1MiB"), |b| {
         b.iter(|| {
             let (m, a) = decode(&big).expect("valid");

@@ -137,14 +137,16 @@ fn infer(model: &Model, t: &Timing) -> Result<Measure, String> {
     }))
 }
 
-/// Measures a cold load of `model` (parse + validate + prepare) against `gas::load`.
+/// Measures a cold load of `model` (parse + validate + prepare) against its gas
+/// (`gas::load` + `gas::prepare`).
 fn load(model: &Model, t: &Timing) -> Result<Measure, String> {
     let bytes = encode(model);
     if bytes.len() > limits::MAX_MODEL_BYTES {
         return Err("too large".into());
     }
-    decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
-    Ok(time(gas::load(bytes.len(), false), t, || {
+    let (m, _) = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
+    let gas = gas::load(bytes.len(), false) + gas::prepare(m.nodes.len());
+    Ok(time(gas, t, || {
         let (m, a) = decode(&bytes).unwrap_or_else(|_| unreachable!("decoded above"));
         std::hint::black_box(Engine::new(m, a));
     }))

@@ -371,7 +371,11 @@ impl Myelin {
         let warm = !host.tload(slot::warm(id)).is_zero();
         meter.charge(gas::load(size, warm))?;
         host.tstore(slot::warm(id), U256::from(1));
+        // A cold load also pays for preparing every node, known once the model is parsed
+        // (the same count whether or not this node has it cached).
+        let prepare = |nodes: usize| if warm { 0 } else { gas::prepare(nodes) };
         if let Some(engine) = self.cache.lock().ok().and_then(|mut c| c.get(&id).cloned()) {
+            meter.charge(prepare(engine.model().nodes.len()))?;
             return Ok(engine);
         }
         let bytes = host
@@ -385,6 +389,7 @@ impl Myelin {
                 reason: format!("stored model: {e}"),
             })
         })?;
+        meter.charge(prepare(m.nodes.len()))?;
         let engine = Arc::new(Engine::new(m, analysis));
         self.cache_insert(id, engine.clone());
         Ok(engine)
