@@ -56,7 +56,6 @@ fn shapes() -> Vec<(&'static str, Model)> {
                 pads: [0, 1, 0, 1],
             },
             true,
-            20,
         )],
     );
     let elementwise = base(

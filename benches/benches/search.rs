@@ -196,7 +196,7 @@ fn conv_family(k: &[u32], rng: &mut Rng, one_d: bool) -> Model {
         vec![g * icg, h, w]
     };
     let nodes = (0..nodes)
-        .map(|_| conv_window(rng, 0, g * icg, g * ocg, g, window, one_d, 1))
+        .map(|_| conv_window(rng, 0, g * icg, g * ocg, g, window, one_d))
         .collect();
     base(shape, nodes)
 }

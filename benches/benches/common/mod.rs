@@ -51,7 +51,8 @@ pub fn dense(rng: &mut Rng, input: TensorId, k: u32, n: u32, mag: i64) -> Node {
 }
 
 /// A convolution over `c` input channels with any window (`one_d`: Conv1d, whose window
-/// must have kernel/stride 1 and no padding on its first axis).
+/// must have kernel/stride 1 and no padding on its first axis). Weights are in `-20..=20`,
+/// or `-1..=1` when the fan-in is so large that 20 could overflow the accumulator.
 pub fn conv_window(
     rng: &mut Rng,
     input: TensorId,
@@ -60,9 +61,9 @@ pub fn conv_window(
     groups: u32,
     window: Window,
     one_d: bool,
-    mag: i64,
 ) -> Node {
     let fan_in = (c / groups) as u64 * window.kernel[0] as u64 * window.kernel[1] as u64;
+    let mag = if fan_in > 1 << 16 { 1 } else { 20 };
     Node::Conv(Conv {
         input,
         one_d,
@@ -82,7 +83,7 @@ pub fn conv(rng: &mut Rng, input: TensorId, c: u32, oc: u32, groups: u32) -> Nod
         stride: [1, 1],
         pads: [1, 1, 1, 1],
     };
-    conv_window(rng, input, c, oc, groups, window, false, 20)
+    conv_window(rng, input, c, oc, groups, window, false)
 }
 
 pub fn pool(input: TensorId, window: Window, avg: bool, count_include_pad: bool) -> Node {
