@@ -58,7 +58,8 @@ fn second_load_in_a_transaction_is_warm() {
     let (warm, out2) = call(&m, &mut host, &data);
     assert_eq!(out1, out2);
     assert_eq!(cold, gas::infer_call(&a, model.len()));
-    assert_eq!(cold - warm, gas::load(model.len(), false) - gas::LOAD_WARM);
+    let cold_load = gas::load(model.len(), false) + gas::prepare(a.costs.len());
+    assert_eq!(cold - warm, cold_load - gas::LOAD_WARM);
     host.new_tx();
     assert_eq!(
         call(&m, &mut host, &data).0,
@@ -105,7 +106,11 @@ fn batch_charges_one_load_and_one_inference_per_input() {
     let io = gas::IO_BYTE * (data.len() + out.len()) as u64;
     assert_eq!(
         gas_used,
-        gas::CALL_BASE + io + gas::load(model.len(), false) + 3 * gas::inference(&a)
+        gas::CALL_BASE
+            + io
+            + gas::load(model.len(), false)
+            + gas::prepare(a.costs.len())
+            + 3 * gas::inference(&a)
     );
 }
 
