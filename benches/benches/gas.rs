@@ -8,69 +8,13 @@
 //! - `engine_vs_reference/*`: the burn engine and the scalar reference on the same model: the
 //!   speed ratio of the engine to the baseline measured in the same run.
 
+mod common;
+
+use common::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use myelin_precompile::model::*;
 use myelin_precompile::random::Rng;
 use myelin_precompile::{decode, encode, gas, reference, validate, Engine};
-
-fn output(shift: i8) -> Output {
-    Output {
-        requant: vec![Scale {
-            mult: 1 << 30,
-            shift,
-        }],
-        zero_point: 0,
-        act_min: -128,
-        act_max: 127,
-    }
-}
-
-fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
-    let scale = Scale {
-        mult: 1 << 30,
-        shift: -6,
-    };
-    Model {
-        input_shape,
-        input_quant: Quant {
-            scale,
-            zero_point: 0,
-        },
-        output_scale: scale,
-        nodes,
-    }
-}
-
-fn dense(rng: &mut Rng, input: TensorId, k: u32, n: u32) -> Node {
-    let weights = (0..k * n).map(|_| rng.range(-20, 20) as i8).collect();
-    Node::Dense(Dense {
-        input,
-        out_features: n,
-        out: output(-10),
-        bias: vec![0; n as usize],
-        weights,
-    })
-}
-
-fn conv(rng: &mut Rng, input: TensorId, c: u32, oc: u32, groups: u32) -> Node {
-    let fan_in = c / groups * 9;
-    let weights = (0..oc * fan_in).map(|_| rng.range(-20, 20) as i8).collect();
-    let window = Window {
-        kernel: [3, 3],
-        stride: [1, 1],
-        pads: [1, 1, 1, 1],
-    };
-    Node::Conv(Conv {
-        input,
-        one_d: false,
-        out_channels: oc,
-        window,
-        groups,
-        out: output(-10),
-        bias: vec![0; oc as usize],
-        weights,
-    })
-}
 
 /// Models that each stress one term of the schedule.
 fn shapes() -> Vec<(&'static str, Model)> {
@@ -78,104 +22,68 @@ fn shapes() -> Vec<(&'static str, Model)> {
     let mlp = base(
         vec![512],
         vec![
-            dense(&mut rng, 0, 512, 512),
-            dense(&mut rng, 1, 512, 512),
-            dense(&mut rng, 2, 512, 10),
+            dense(&mut rng, 0, 512, 512, 20),
+            dense(&mut rng, 1, 512, 512, 20),
+            dense(&mut rng, 2, 512, 10, 20),
         ],
     );
-    let batch_rows = base(vec![64, 256], vec![dense(&mut rng, 0, 256, 256)]);
+    let batch_rows = base(vec![64, 256], vec![dense(&mut rng, 0, 256, 256, 20)]);
     let cnn = base(
         vec![16, 32, 32],
         vec![conv(&mut rng, 0, 16, 32, 1), conv(&mut rng, 1, 32, 32, 1)],
     );
     let depthwise = base(vec![64, 32, 32], vec![conv(&mut rng, 0, 64, 64, 64)]);
-    let pool = base(
+    let win3 = Window {
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1, 1, 1, 1],
+    };
+    let pools = base(
         vec![32, 64, 64],
-        vec![
-            Node::MaxPool(Pool {
-                input: 0,
-                window: Window {
-                    kernel: [3, 3],
-                    stride: [1, 1],
-                    pads: [1, 1, 1, 1],
-                },
-                count_include_pad: false,
-            }),
-            Node::AvgPool(Pool {
-                input: 1,
-                window: Window {
-                    kernel: [3, 3],
-                    stride: [1, 1],
-                    pads: [1, 1, 1, 1],
-                },
-                count_include_pad: false,
-            }),
-        ],
+        vec![pool(0, win3, false, false), pool(1, win3, true, false)],
     );
-    let table: Box<[i8; 256]> = Box::new(std::array::from_fn(|i| (i as i32 - 128) as i8));
+    let conv1d = base(
+        vec![16, 4096],
+        vec![conv_window(
+            &mut rng,
+            0,
+            16,
+            16,
+            1,
+            Window {
+                kernel: [1, 3],
+                stride: [1, 1],
+                pads: [0, 1, 0, 1],
+            },
+            true,
+        )],
+    );
     let elementwise = base(
         vec![65536],
         (0..8)
-            .map(|i| {
-                if i % 2 == 0 {
-                    Node::Lut {
-                        input: i,
-                        zero_point: 0,
-                        table: table.clone(),
-                    }
-                } else {
-                    Node::Clamp {
-                        input: i,
-                        min: -100,
-                        max: 100,
-                    }
-                }
-            })
+            .map(|i| if i % 2 == 0 { lut(i) } else { clamp(i) })
             .collect(),
     );
-    let add_softmax = base(
-        vec![256, 256],
-        vec![
-            Node::Add(Add {
-                a: 0,
-                b: 0,
-                a_requant: Scale {
-                    mult: 1 << 30,
-                    shift: 0,
-                },
-                b_requant: Scale {
-                    mult: 1 << 30,
-                    shift: 0,
-                },
-                out: output(-19),
-            }),
-            Node::Softmax {
-                input: 1,
-                exp_table: Box::new(std::array::from_fn(|d| {
-                    (65534.0 * (-(d as f64) / 16.0).exp()) as u16 + 1
-                })),
-            },
-        ],
-    );
-    let many_nodes = base(
-        vec![4],
-        (0..256)
-            .map(|i| Node::Clamp {
-                input: i,
-                min: -100,
-                max: 100,
-            })
-            .collect(),
+    let add_softmax = base(vec![256, 256], vec![add(0, 0), softmax(1)]);
+    let many_nodes = base(vec![4], (0..256).map(clamp).collect());
+    // The slowest node kinds at their smallest: per-node overhead.
+    let tiny_adds = base(vec![1], (0..256).map(|i| add(i, i)).collect());
+    let tiny_dense = base(
+        vec![1],
+        (0..256).map(|i| dense(&mut rng, i, 1, 1, 20)).collect(),
     );
     vec![
         ("mlp_512", mlp),
         ("dense_64_rows", batch_rows),
         ("cnn_16x32x32", cnn),
         ("depthwise_64x32x32", depthwise),
-        ("pools_32x64x64", pool),
+        ("conv1d_16x4096", conv1d),
+        ("pools_32x64x64", pools),
         ("lut_clamp_64k", elementwise),
         ("add_softmax_256x256", add_softmax),
         ("256_tiny_nodes", many_nodes),
+        ("256_tiny_adds", tiny_adds),
+        ("256_tiny_dense", tiny_dense),
     ]
 }
 
@@ -192,10 +100,12 @@ fn bench_gas(c: &mut Criterion) {
             b.iter(|| engine.run(&input))
         });
     }
-    // Cold load: parse + validate + prepare a 1 MiB model, priced by gas::load(size, cold).
+    // Cold load: parse + validate + prepare a 1 MiB model, priced by gas::load + gas::prepare.
     let mut rng = Rng::new(2);
-    let big = encode(&base(vec![1024], vec![dense(&mut rng, 0, 1024, 1024)]));
-    group.throughput(Throughput::Elements(gas::load(big.len(), false)));
+    let big = encode(&base(vec![1024], vec![dense(&mut rng, 0, 1024, 1024, 20)]));
+    group.throughput(Throughput::Elements(
+        gas::load(big.len(), false) + gas::prepare(1),
+    ));
     group.bench_function(BenchmarkId::new("load_cold", "1MiB"), |b| {
         b.iter(|| {
             let (m, a) = decode(&big).expect("valid");

@@ -1,17 +1,22 @@
 //! The inference engine: the spec's integer semantics on burn's ndarray backend with Int
-//! tensors. Matrix products run as int32 matmuls (convolutions through im2col built with
-//! `unfold`), pooling as elementwise max/sum over strided slices, and requantization as
-//! whole-tensor int64 arithmetic. Nothing here depends on thread count: integer sums are exact in
-//! any order, and validation proves that none of them can overflow.
+//! tensors. Matrix products run as int32 matmuls (convolutions over an im2col matrix written
+//! by a direct loop), pooling as a direct loop over each window's positions inside the map,
+//! and requantization as whole-tensor int64 arithmetic. Neither kernel materialises padding:
+//! gas (`cost.rs`) counts every element the engine writes, and a padded copy would scale with
+//! the window instead. Nothing here depends on thread count: integer sums are exact in any
+//! order, and validation proves that none of them can overflow.
 //!
 //! Rounding is expressed with sign/abs and truncating division, which is equal to gemmlowp's
 //! mask-and-threshold form (`docs/SPEC.md` §3) and broadcasts per-channel parameters for free.
 
-use burn::tensor::ops::PadMode;
-use burn::tensor::{DType, Device, Int, Slice, Tensor, TensorData};
+use std::iter::repeat_n;
+use std::ops::Range;
+
+use burn::tensor::{DType, Device, Element, Int, Tensor, TensorData};
 
 use crate::model::*;
 use crate::validate::{Analysis, ADD_LEFT_SHIFT, SOFTMAX_ZERO_POINT};
+use crate::{cost, quant};
 
 /// Dtype of activations and of everything elementwise.
 const WIDE: DType = DType::I64;
@@ -25,7 +30,7 @@ fn device() -> Device {
     Device::ndarray()
 }
 
-fn tensor<const D: usize>(values: Vec<i64>, shape: [usize; D], dtype: DType) -> T<D> {
+fn tensor<E: Element, const D: usize>(values: Vec<E>, shape: [usize; D], dtype: DType) -> T<D> {
     T::<D>::from_data(TensorData::new(values, shape), (&device(), dtype))
 }
 
@@ -138,65 +143,90 @@ fn div_round<const D: usize>(n: T<D>, d: T<D>) -> T<D> {
     sign * ((n.abs() + d.clone().div_scalar(2)) / d)
 }
 
-/// `[C, H, W]` view of a feature map (`[C, L]` becomes `[C, 1, L]`).
+/// The values of an activation tensor, for the kernels that loop over them directly.
+fn values<const D: usize>(t: T<D>) -> Vec<i64> {
+    t.into_data().try_into_vec_as::<i64>().unwrap_or_default()
+}
+
+/// `[C, H, W]` of a feature map as `usize` (`[C, L]` is `[C, 1, L]`).
 fn chw(shape: &[u32]) -> [usize; 3] {
-    match *shape {
-        [c, l] => [c as usize, 1, l as usize],
-        [c, h, w] => [c as usize, h as usize, w as usize],
-        _ => unreachable!("validation admits only rank-2/3 feature maps here"),
-    }
+    cost::chw(shape).map(|d| d as usize)
 }
 
-/// Sliding windows of a padded `[C, H, W]` map: `[C, OH, OW, KH·KW]`.
-fn windows(x: T<3>, win: &Window, pad_value: f32) -> T<4> {
-    let [pt, pl, pb, pr] = win.pads.map(|p| p as usize);
-    let [kh, kw] = win.kernel.map(|k| k as usize);
-    let [sh, sw] = win.stride.map(|s| s as usize);
-    let x = x.pad([(pt, pb), (pl, pr)], PadMode::Constant(pad_value));
-    let u: T<5> = x.unfold::<4, _>(1, kh, sh).unfold(2, kw, sw);
-    let [c, oh, ow, _, _] = u.dims();
-    u.reshape([c, oh, ow, kh * kw])
-}
-
-/// Pools a padded `[C, H, W]` map by folding its `KH·KW` strided views (one per offset in
-/// the window, each `[C, OH, OW]`) with `combine`: a handful of whole-tensor operations
-/// instead of materialising every window.
-fn pool_offsets(
-    x: T<3>,
-    win: &Window,
-    pad_value: f32,
-    combine: impl Fn(T<3>, T<3>) -> T<3>,
-) -> T<3> {
-    let [pt, pl, pb, pr] = win.pads.map(|p| p as usize);
-    let x = x.pad([(pt, pb), (pl, pr)], PadMode::Constant(pad_value));
-    let [_, hp, wp] = x.dims();
-    let out = |size: usize, axis: usize| {
-        (size - win.kernel[axis] as usize) / win.stride[axis] as usize + 1
-    };
-    let (oh, ow) = (out(hp, 0), out(wp, 1));
-    let view = |start: usize, n: usize, step: u16| Slice {
-        start: start as isize,
-        end: Some((start + (n - 1) * step as usize + 1) as isize),
-        step: step as isize,
-    };
-    let all = Slice {
-        start: 0,
-        end: None,
-        step: 1,
-    };
-    let mut acc: Option<T<3>> = None;
-    for i in 0..win.kernel[0] as usize {
-        for j in 0..win.kernel[1] as usize {
-            let v = x
-                .clone()
-                .slice([all, view(i, oh, win.stride[0]), view(j, ow, win.stride[1])]);
-            acc = Some(match acc {
-                None => v,
-                Some(a) => combine(a, v),
-            });
+/// im2col of a `[C, H, W]` map for a grouped convolution, `[G, OH·OW, C/G·KH·KW]` (columns in
+/// the weights' `[ic][kh][kw]` order), written by one direct loop: `x − zp` for positions
+/// inside the map and 0 in the padding. Neither a padded copy of the map nor per-window
+/// tensor operations are made, and only the positions some window covers are read.
+fn im2col(x: &[i64], [ch, h, w]: [usize; 3], zp: i64, c: &Conv, [oh, ow]: [usize; 2]) -> T<3> {
+    let [kh, kw] = c.window.kernel.map(|k| k as usize);
+    let [sh, sw] = c.window.stride.map(|s| s as usize);
+    let (pt, pl) = (c.window.pads[0] as usize, c.window.pads[1] as usize);
+    let g = c.groups as usize;
+    let icg = ch / g;
+    let mut cols: Vec<i32> = Vec::with_capacity(g * oh * ow * icg * kh * kw);
+    for group in 0..g {
+        for r in 0..oh {
+            for s in 0..ow {
+                for ic in 0..icg {
+                    let plane = &x[(group * icg + ic) * h * w..][..h * w];
+                    // Window columns j0..j1 fall inside the map, the others in the padding.
+                    let x0 = s * sw;
+                    let j0 = pl.saturating_sub(x0).min(kw);
+                    let j1 = (w + pl).saturating_sub(x0).min(kw).max(j0);
+                    for i in 0..kh {
+                        // A row above the map wraps to a huge value: outside, like below.
+                        let y = (r * sh + i).wrapping_sub(pt);
+                        if y >= h {
+                            cols.extend(repeat_n(0, kw));
+                            continue;
+                        }
+                        cols.extend(repeat_n(0, j0));
+                        if j1 > j0 {
+                            let start = y * w + x0 + j0 - pl;
+                            let inside = &plane[start..start + j1 - j0];
+                            cols.extend(inside.iter().map(|&v| (v - zp) as i32));
+                        }
+                        cols.extend(repeat_n(0, kw - j1));
+                    }
+                }
+            }
         }
     }
-    acc.unwrap_or_else(|| unreachable!("validated kernels are at least 1x1"))
+    tensor(cols, [g, oh * ow, icg * kh * kw], ACC)
+}
+
+/// Pools a `[C, H, W]` map with a direct loop over each window's positions inside the map
+/// (the padding is never materialised, so a huge window or padding costs only what it
+/// covers). `reduce(plane, rows, cols)` folds one clipped window of one channel.
+fn pool(
+    x: &[i64],
+    [ch, h, w]: [usize; 3],
+    win: &Window,
+    [oh, ow]: [usize; 2],
+    reduce: impl Fn(&[i64], Range<usize>, Range<usize>) -> i64,
+) -> Vec<i64> {
+    // The clipped extent of every window along one axis; validation guarantees that each
+    // window overlaps the map, so no range is empty.
+    let clip = |n: usize, size: usize, axis: usize| -> Vec<Range<usize>> {
+        let (k, st, p) = (
+            win.kernel[axis] as usize,
+            win.stride[axis] as usize,
+            win.pads[axis] as usize,
+        );
+        (0..n)
+            .map(|o| (o * st).saturating_sub(p)..(o * st + k).saturating_sub(p).min(size))
+            .collect()
+    };
+    let (rows, cols) = (clip(oh, h, 0), clip(ow, w, 1));
+    let mut y = Vec::with_capacity(ch * oh * ow);
+    for plane in x.chunks(h * w) {
+        for r in &rows {
+            for c in &cols {
+                y.push(reduce(plane, r.clone(), c.clone()));
+            }
+        }
+    }
+    y
 }
 
 impl Engine {
@@ -276,46 +306,48 @@ impl Engine {
                     requantize(acc, &l.requant, &d.out).flatten(0, 1)
                 }
                 (Node::Conv(c), Prepared::Layer(l)) => {
-                    let [ch, h, w] = chw(shape(c.input));
-                    let x = get(c.input)
-                        .sub_scalar(zp(c.input))
-                        .cast(ACC)
-                        .reshape([ch, h, w]);
-                    let u = windows(x, &c.window, 0.0);
-                    let [_, oh, ow, kk] = u.dims();
-                    let g = c.groups as usize;
-                    let cols = u
-                        .reshape([g, ch / g, oh * ow, kk])
-                        .permute([0, 2, 1, 3])
-                        .reshape([g, oh * ow, ch / g * kk]);
+                    let dims = chw(shape(c.input));
+                    let [oc, oh, ow] = chw(&a.shapes[i + 1]);
+                    let x = values(get(c.input));
+                    let cols = im2col(&x, dims, zp(c.input), c, [oh, ow]);
                     let acc = cols.matmul(l.weights.clone().swap_dims(1, 2)); // [G, OH·OW, OC/G]
-                    let oc = c.out_channels as usize;
                     let acc: T<2> =
                         acc.swap_dims(1, 2).reshape([oc, oh * ow]).cast(WIDE) + l.bias.clone();
                     requantize(acc, &l.requant, &c.out).flatten(0, 1)
                 }
                 (Node::MaxPool(p), _) => {
-                    let x = get(p.input).reshape(chw(shape(p.input)));
-                    pool_offsets(x, &p.window, -128.0, T::max_pair).flatten(0, 2)
+                    let dims = chw(shape(p.input));
+                    let [_, oh, ow] = chw(&a.shapes[i + 1]);
+                    let max = |plane: &[i64], rows: Range<usize>, cols: Range<usize>| {
+                        let w = dims[2];
+                        rows.flat_map(|y| plane[y * w + cols.start..y * w + cols.end].iter())
+                            .copied()
+                            .max()
+                            .unwrap_or_else(|| unreachable!("every window overlaps the map"))
+                    };
+                    let y = pool(&values(get(p.input)), dims, &p.window, [oh, ow], max);
+                    tensor(y, [dims[0] * oh * ow], WIDE)
                 }
                 (Node::AvgPool(p), _) => {
-                    let [ch, h, w] = chw(shape(p.input));
-                    let x = get(p.input).reshape([ch, h, w]);
+                    let dims = chw(shape(p.input));
+                    let [_, oh, ow] = chw(&a.shapes[i + 1]);
                     let kk = p.window.kernel[0] as i64 * p.window.kernel[1] as i64;
-                    let add = |a: T<3>, b: T<3>| a + b;
-                    let (sum, count) = if p.count_include_pad {
-                        let z = zp(p.input) as f32;
-                        let sum = pool_offsets(x, &p.window, z, add);
-                        let count = sum.clone().zeros_like().add_scalar(kk);
-                        (sum, count)
-                    } else {
-                        let ones = tensor(vec![1; h * w], [1, h, w], WIDE);
-                        let count = pool_offsets(ones, &p.window, 0.0, add);
-                        let sum = pool_offsets(x, &p.window, 0.0, add);
-                        let count = count.expand(sum.dims());
-                        (sum, count)
+                    let z = zp(p.input);
+                    let avg = |plane: &[i64], rows: Range<usize>, cols: Range<usize>| {
+                        let w = dims[2];
+                        let inside = (rows.len() * cols.len()) as i64;
+                        let sum: i64 = rows
+                            .flat_map(|y| plane[y * w + cols.start..y * w + cols.end].iter())
+                            .sum();
+                        // Padded positions hold the zero point when they count.
+                        if p.count_include_pad {
+                            quant::div_round(sum + z * (kk - inside), kk)
+                        } else {
+                            quant::div_round(sum, inside)
+                        }
                     };
-                    div_round(sum, count).flatten(0, 2)
+                    let y = pool(&values(get(p.input)), dims, &p.window, [oh, ow], avg);
+                    tensor(y, [dims[0] * oh * ow], WIDE)
                 }
                 (Node::Add(ad), Prepared::Add(params)) => {
                     let [pa, pb, out] = &**params;
@@ -352,12 +384,117 @@ impl Engine {
         let out = tensors
             .pop()
             .unwrap_or_else(|| unreachable!("a model has at least one node"));
-        out.into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v as i8)
-            .collect()
+        values(out).into_iter().map(|v| v as i8).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use crate::validate::validate;
+
+    fn model(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
+        let scale = Scale {
+            mult: 1 << 30,
+            shift: -6,
+        };
+        Model {
+            input_shape,
+            input_quant: Quant {
+                scale,
+                zero_point: 3,
+            },
+            output_scale: scale,
+            nodes,
+        }
+    }
+
+    fn window(kernel: [u16; 2], stride: [u16; 2], pads: [u16; 4]) -> Window {
+        Window {
+            kernel,
+            stride,
+            pads,
+        }
+    }
+
+    /// Engine and scalar reference agree byte for byte on `m`.
+    fn check(m: Model) {
+        let a = validate(&m).expect("test models are valid");
+        let input: Vec<i8> = (0..a.input_len())
+            .map(|i| (i * 37 + 11) as u8 as i8)
+            .collect();
+        let want = reference::run(&m, &a, &input);
+        assert_eq!(Engine::new(m, a).run(&input), want);
+    }
+
+    #[test]
+    fn pools_with_windows_and_padding_larger_than_the_map() {
+        for (kernel, stride, pads) in [
+            ([7, 5], [1, 2], [6, 4, 6, 4]),
+            ([9, 9], [4, 3], [8, 0, 1, 8]),
+            ([2, 3], [5, 7], [1, 2, 0, 0]),
+            ([3, 3], [1, 1], [0, 0, 0, 0]),
+        ] {
+            let win = window(kernel, stride, pads);
+            for node in [
+                Node::MaxPool(Pool {
+                    input: 0,
+                    window: win,
+                    count_include_pad: false,
+                }),
+                Node::AvgPool(Pool {
+                    input: 0,
+                    window: win,
+                    count_include_pad: false,
+                }),
+                Node::AvgPool(Pool {
+                    input: 0,
+                    window: win,
+                    count_include_pad: true,
+                }),
+            ] {
+                check(model(vec![2, 3, 4], vec![node]));
+            }
+        }
+    }
+
+    #[test]
+    fn convolutions_with_skipping_strides_padding_and_groups() {
+        let conv = |c: u32, oc: u32, groups: u32, win: Window, one_d: bool| {
+            let fan_in = (c / groups) as usize * win.kernel[0] as usize * win.kernel[1] as usize;
+            Node::Conv(Conv {
+                input: 0,
+                one_d,
+                out_channels: oc,
+                window: win,
+                groups,
+                out: Output {
+                    requant: vec![Scale {
+                        mult: 1 << 30,
+                        shift: -4,
+                    }],
+                    zero_point: -5,
+                    act_min: -128,
+                    act_max: 127,
+                },
+                bias: (0..oc as i32).map(|o| o * 7 - 3).collect(),
+                weights: (0..oc as usize * fan_in)
+                    .map(|i| (i * 13 % 9) as i8 - 4)
+                    .collect(),
+            })
+        };
+        for (kernel, stride, pads) in [
+            ([3, 3], [1, 1], [1, 1, 1, 1]),
+            ([2, 2], [7, 9], [1, 1, 1, 1]),
+            ([5, 4], [2, 3], [4, 0, 2, 3]),
+            ([1, 1], [8, 8], [0, 0, 0, 0]),
+        ] {
+            let win = window(kernel, stride, pads);
+            check(model(vec![4, 6, 7], vec![conv(4, 6, 2, win, false)]));
+            check(model(vec![4, 6, 7], vec![conv(4, 4, 4, win, false)]));
+            let win1 = window([1, kernel[1]], [1, stride[1]], [0, pads[1], 0, pads[3]]);
+            check(model(vec![4, 9], vec![conv(4, 2, 2, win1, true)]));
+        }
     }
 }

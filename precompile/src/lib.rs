@@ -10,6 +10,7 @@
 
 pub mod abi;
 pub mod codec;
+pub mod cost;
 pub mod engine;
 pub mod error;
 pub mod evm;

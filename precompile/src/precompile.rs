@@ -409,7 +409,9 @@ impl Myelin {
         }
         meter.charge(gas::publish(size))?;
         let model = model();
-        let (m, analysis) = codec::decode(&model).map_err(|e| {
+        // Validation only: the engine is prepared (and `gas::prepare` charged) by the first
+        // load that runs the model.
+        codec::decode(&model).map_err(|e| {
             revert(IMyelin::InvalidModel {
                 code: e.code(),
                 node: e.node,
@@ -428,7 +430,6 @@ impl Myelin {
             event.encode_topics().into_iter().map(|t| t.0).collect(),
             event.encode_data().into(),
         );
-        self.cache_insert(id, Arc::new(Engine::new(m, analysis)));
         Ok(())
     }
 
@@ -444,9 +445,14 @@ impl Myelin {
         if size == 0 {
             return Err(revert(IMyelin::UnknownModel { id }));
         }
-        meter.charge(gas::load(size, warmth == LOADED))?;
+        let warm = warmth == LOADED;
+        meter.charge(gas::load(size, warm))?;
         meter.warmth.push((id, LOADED));
+        // A cold load also pays for preparing every node, known once the model is parsed
+        // (the same count whether or not this node has it cached).
+        let prepare = |nodes: usize| if warm { 0 } else { gas::prepare(nodes) };
         if let Some(engine) = self.cache.lock().ok().and_then(|mut c| c.get(&id).cloned()) {
+            meter.charge(prepare(engine.model().nodes.len()))?;
             return Ok((engine, size));
         }
         let bytes = host
@@ -456,6 +462,7 @@ impl Myelin {
         // Stored models were validated at publication: a failure here is a bug or corrupt
         // state, reported as such rather than as the caller's invalid model.
         let (m, analysis) = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
+        meter.charge(prepare(m.nodes.len()))?;
         let engine = Arc::new(Engine::new(m, analysis));
         self.cache_insert(id, engine.clone());
         Ok((engine, size))

@@ -11,17 +11,11 @@
 
 use std::ops::RangeInclusive;
 
+use crate::cost::node_cost;
+pub use crate::cost::Cost;
 use crate::error::{Code, ModelError, HEADER};
 use crate::limits::*;
 use crate::model::*;
-
-/// Work of one node. `macs` are int8×int8 multiply-accumulates; `elems` are elementwise
-/// steps (elements read into im2col or a pooling window, requantized, looked up, written).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cost {
-    pub macs: u64,
-    pub elems: u64,
-}
 
 /// What validation learns about a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -512,21 +506,13 @@ impl Validator {
         let i = self.a.costs.len();
         let a = &mut self.a;
         let shape = output_shape(i, n, &a.shapes)?;
-        let in_shape = &a.shapes[n.inputs()[0] as usize];
-        let (in_elems, out_elems) = (numel(in_shape), numel(&shape));
+        let out_elems = numel(&shape);
         let in_zp = a.zero_points[n.inputs()[0] as usize];
-        let (zp, cost, params) = match n {
+        let (zp, params) = match n {
             Node::Dense(d) => {
                 check_layer(i, &d.out, &d.bias, &d.weights)?;
-                let k = *in_shape.last().unwrap_or(&1) as u64;
-                let rows = in_elems / k;
-                let cost = Cost {
-                    macs: rows * d.out_features as u64 * k,
-                    elems: in_elems + out_elems,
-                };
                 (
                     d.out.zero_point,
-                    cost,
                     d.weights.len() as u64 + d.bias.len() as u64,
                 )
             }
@@ -542,13 +528,8 @@ impl Validator {
                         format!("im2col of {im2col} elements exceeds {MAX_IM2COL_ELEMS}"),
                     ));
                 }
-                let cost = Cost {
-                    macs: out_elems * fan_in,
-                    elems: im2col + out_elems,
-                };
                 (
                     c.out.zero_point,
-                    cost,
                     c.weights.len() as u64 + c.bias.len() as u64,
                 )
             }
@@ -561,15 +542,7 @@ impl Validator {
                         "count_include_pad = 1 without padding",
                     ));
                 }
-                let window = p.window.kernel[0] as u64 * p.window.kernel[1] as u64;
-                (
-                    in_zp,
-                    Cost {
-                        macs: 0,
-                        elems: out_elems * window + in_elems,
-                    },
-                    0,
-                )
+                (in_zp, 0)
             }
             Node::Add(ad) => {
                 check_requant(i, ad.a_requant)?;
@@ -579,42 +552,14 @@ impl Validator {
                 let lifted = 255u64 << ADD_LEFT_SHIFT;
                 let sum = mbq_bound(i, lifted, ad.a_requant)? + mbq_bound(i, lifted, ad.b_requant)?;
                 requant_bound(i, sum, ad.out.requant[0], ad.out.zero_point)?;
-                (
-                    ad.out.zero_point,
-                    Cost {
-                        macs: 0,
-                        elems: 3 * out_elems,
-                    },
-                    0,
-                )
+                (ad.out.zero_point, 0)
             }
             Node::Clamp { min, max, .. } => {
                 check_act(i, *min, *max)?;
-                (
-                    in_zp,
-                    Cost {
-                        macs: 0,
-                        elems: 2 * out_elems,
-                    },
-                    0,
-                )
+                (in_zp, 0)
             }
-            Node::Reshape { .. } => (
-                in_zp,
-                Cost {
-                    macs: 0,
-                    elems: out_elems,
-                },
-                0,
-            ),
-            Node::Lut { zero_point, .. } => (
-                *zero_point,
-                Cost {
-                    macs: 0,
-                    elems: 2 * out_elems,
-                },
-                256,
-            ),
+            Node::Reshape { .. } => (in_zp, 0),
+            Node::Lut { zero_point, .. } => (*zero_point, 256),
             Node::Softmax { exp_table, .. } => {
                 if exp_table[0] == 0 {
                     return Err(ModelError::at(
@@ -623,16 +568,10 @@ impl Validator {
                         "exp_table[0] (the maximum's weight) must be at least 1",
                     ));
                 }
-                (
-                    SOFTMAX_ZERO_POINT,
-                    Cost {
-                        macs: 0,
-                        elems: 3 * out_elems,
-                    },
-                    256,
-                )
+                (SOFTMAX_ZERO_POINT, 256)
             }
         };
+        let cost = node_cost(n, &a.shapes, &shape);
         a.total.macs += cost.macs;
         a.total.elems += cost.elems;
         a.params += params;

@@ -1,0 +1,141 @@
+//! Model builders shared by the benchmarks (`gas.rs`, `search.rs`): one constructor per
+//! operator, with random small weights that always pass the overflow check.
+
+#![allow(dead_code)] // each bench target uses a different subset
+
+use myelin_precompile::model::*;
+use myelin_precompile::random::Rng;
+
+pub fn output(shift: i8) -> Output {
+    Output {
+        requant: vec![Scale {
+            mult: 1 << 30,
+            shift,
+        }],
+        zero_point: 0,
+        act_min: -128,
+        act_max: 127,
+    }
+}
+
+pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
+    let scale = Scale {
+        mult: 1 << 30,
+        shift: -6,
+    };
+    Model {
+        input_shape,
+        input_quant: Quant {
+            scale,
+            zero_point: 0,
+        },
+        output_scale: scale,
+        nodes,
+    }
+}
+
+/// `n` weights in `-mag..=mag`.
+pub fn weights(rng: &mut Rng, n: u64, mag: i64) -> Vec<i8> {
+    (0..n).map(|_| rng.range(-mag, mag) as i8).collect()
+}
+
+/// Dense `k → n` with weights in `-mag..=mag`.
+pub fn dense(rng: &mut Rng, input: TensorId, k: u32, n: u32, mag: i64) -> Node {
+    Node::Dense(Dense {
+        input,
+        out_features: n,
+        out: output(-10),
+        bias: vec![0; n as usize],
+        weights: weights(rng, k as u64 * n as u64, mag),
+    })
+}
+
+/// A convolution over `c` input channels with any window (`one_d`: Conv1d, whose window
+/// must have kernel/stride 1 and no padding on its first axis). Weights are in `-20..=20`,
+/// or `-1..=1` when the fan-in is so large that 20 could overflow the accumulator.
+pub fn conv_window(
+    rng: &mut Rng,
+    input: TensorId,
+    c: u32,
+    oc: u32,
+    groups: u32,
+    window: Window,
+    one_d: bool,
+) -> Node {
+    let fan_in = (c / groups) as u64 * window.kernel[0] as u64 * window.kernel[1] as u64;
+    let mag = if fan_in > 1 << 16 { 1 } else { 20 };
+    Node::Conv(Conv {
+        input,
+        one_d,
+        out_channels: oc,
+        window,
+        groups,
+        out: output(-10),
+        bias: vec![0; oc as usize],
+        weights: weights(rng, oc as u64 * fan_in, mag),
+    })
+}
+
+/// 3×3 convolution, stride 1, padding 1, weights in `-20..=20`.
+pub fn conv(rng: &mut Rng, input: TensorId, c: u32, oc: u32, groups: u32) -> Node {
+    let window = Window {
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1, 1, 1, 1],
+    };
+    conv_window(rng, input, c, oc, groups, window, false)
+}
+
+pub fn pool(input: TensorId, window: Window, avg: bool, count_include_pad: bool) -> Node {
+    let p = Pool {
+        input,
+        window,
+        count_include_pad: avg && count_include_pad,
+    };
+    if avg {
+        Node::AvgPool(p)
+    } else {
+        Node::MaxPool(p)
+    }
+}
+
+/// Add of two tensors with unit multipliers (the sum requantized by 2^-19).
+pub fn add(a: TensorId, b: TensorId) -> Node {
+    let unit = Scale {
+        mult: 1 << 30,
+        shift: 0,
+    };
+    Node::Add(Add {
+        a,
+        b,
+        a_requant: unit,
+        b_requant: unit,
+        out: output(-19),
+    })
+}
+
+pub fn softmax(input: TensorId) -> Node {
+    Node::Softmax {
+        input,
+        exp_table: Box::new(std::array::from_fn(|d| {
+            (65534.0 * (-(d as f64) / 16.0).exp()) as u16 + 1
+        })),
+    }
+}
+
+/// The identity table.
+pub fn lut(input: TensorId) -> Node {
+    Node::Lut {
+        input,
+        zero_point: 0,
+        table: Box::new(std::array::from_fn(|i| (i as i32 - 128) as i8)),
+    }
+}
+
+pub fn clamp(input: TensorId) -> Node {
+    Node::Clamp {
+        input,
+        min: -100,
+        max: 100,
+    }
+}
