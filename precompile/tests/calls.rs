@@ -3,6 +3,10 @@
 //! memory of the call measured), uploads as content-addressed chunks at EVM prices, and the
 //! model length slot priced like SLOAD with per-transaction warmth.
 
+// The workspace denies unsafe code; this test's only unsafe is a counting global allocator
+// that forwards to `System`, the one way to measure what a call allocates.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -405,14 +409,20 @@ fn the_model_length_slot_is_priced_like_sload() {
     let (gas_used, _) = reverted(call(&m, &mut host, &infer(a.input_len() + 1)));
     assert_eq!(
         gas_used,
-        io(infer(a.input_len() + 1).len(), 0) + gas::SLOAD_COLD + gas::load(model.len(), false)
+        io(infer(a.input_len() + 1).len(), 0)
+            + gas::SLOAD_COLD
+            + gas::load(model.len(), false)
+            + gas::prepare(a.costs.len())
     );
     let cold = success(call(&m, &mut host, &infer(a.input_len()))).0;
     assert_eq!(cold, gas::infer_call(&a, model.len()));
     let warm = success(call(&m, &mut host, &infer(a.input_len()))).0;
     assert_eq!(
         cold - warm,
-        gas::SLOAD_COLD - gas::SLOAD_WARM + gas::load(model.len(), false) - gas::LOAD_WARM
+        gas::SLOAD_COLD - gas::SLOAD_WARM
+            + gas::load(model.len(), false)
+            + gas::prepare(a.costs.len())
+            - gas::LOAD_WARM
     );
 }
 
@@ -608,6 +618,7 @@ fn outputs_are_charged_before_the_inference_runs() {
     let before_inference = io(data.len(), 0)
         + gas::SLOAD_COLD
         + gas::load(model.len(), false)
+        + gas::prepare(a.costs.len())
         + gas::IO_BYTE * (64 + 4 * (64 + 32 * gas::words(a.output_len()))) as u64;
     // With exactly enough for the returndata and no inference: out of gas, nothing run.
     let ctx = CallContext {

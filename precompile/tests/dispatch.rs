@@ -217,7 +217,10 @@ fn rejections_are_codes() {
     );
     // A stored model that no longer decodes (corrupt state) is an internal error, not the
     // caller's invalid model. A fresh precompile has no cached copy to hide it.
-    host.models.insert(id, Bytes::from_static(b"MYLN"));
+    host.code.insert(
+        myelin_precompile::precompile::addr::model(id),
+        Bytes::from_static(b"MYLN"),
+    );
     let infer = IMyelin::inferCall {
         id,
         input: Bytes::new(),

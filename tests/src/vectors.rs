@@ -1913,7 +1913,7 @@ pub fn rejections() -> Vec<Rejection> {
                     0,
                     rq(1_077_952_510, 3),
                     rq(1_077_952_510, 3),
-                    output(vec![rq(HALF, 0)], -128, -128, 127),
+                    output(vec![rq(i32::MAX, 0)], -128, -128, 127),
                 ),
             ),
             Code::AccumulatorOverflow,
