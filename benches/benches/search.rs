@@ -593,21 +593,24 @@ fn main() {
             let mut stale = 0;
             while stale < 12 && start.elapsed() < budget {
                 let cand = mutate(&mut rng, &f, &k);
-                let r = measure(&cand, &mut rng);
-                match (&r, &score) {
-                    (Ok(m), Some(s)) if m.ns_per_gas() <= s.ns_per_gas() => stale += 1,
-                    (Ok(_), _) => {
-                        k = cand;
-                        score = r.ok();
-                        stale = 0;
+                match measure(&cand, &mut rng) {
+                    Ok(m) => {
+                        found.push(Found {
+                            what: format!("{}: {}", f.name, describe(&f, &cand)),
+                            m: m.clone(),
+                        });
+                        if score
+                            .as_ref()
+                            .is_some_and(|s| m.ns_per_gas() <= s.ns_per_gas())
+                        {
+                            stale += 1;
+                        } else {
+                            k = cand;
+                            score = Some(m);
+                            stale = 0;
+                        }
                     }
-                    (Err(_), _) => stale += 1,
-                }
-                if let Ok(m) = r {
-                    found.push(Found {
-                        what: format!("{}: {}", f.name, describe(&f, &k)),
-                        m,
-                    });
+                    Err(_) => stale += 1,
                 }
             }
             if let Some(s) = score {

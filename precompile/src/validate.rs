@@ -141,7 +141,7 @@ pub fn check_groups(
     out_channels: u32,
     groups: u32,
 ) -> Result<(), ModelError> {
-    if groups == 0 || in_channels % groups != 0 || out_channels % groups != 0 {
+    if groups == 0 || !in_channels.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
         return Err(ModelError::at(
             Code::BadGroups,
             node,
