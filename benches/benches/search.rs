@@ -228,7 +228,10 @@ fn families() -> Vec<Family> {
                 let [rows, kk, n, nodes] = k[..4] else {
                     unreachable!()
                 };
-                // Every node reads the input (fan-out), so shapes stay fixed.
+                // Every node reads the input (fan-out), so shapes stay fixed. No more nodes
+                // than the 16 MiB model limit can hold (more could never be published).
+                let nodes = nodes
+                    .min((limits::MAX_MODEL_BYTES as u64 / (kk as u64 * n as u64)).max(1) as u32);
                 let shape = if rows == 1 { vec![kk] } else { vec![rows, kk] };
                 base(shape, (0..nodes).map(|_| dense(rng, 0, kk, n, 1)).collect())
             },

@@ -34,8 +34,13 @@ pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
     }
 }
 
-/// `n` weights in `-mag..=mag`.
+/// `n` weights in `-mag..=mag`; none when `n` alone exceeds the 16 MiB model limit (the
+/// search then proposes an unpublishable shape, which validation rejects, instead of
+/// allocating gigabytes).
 pub fn weights(rng: &mut Rng, n: u64, mag: i64) -> Vec<i8> {
+    if n > myelin_precompile::limits::MAX_MODEL_BYTES as u64 {
+        return Vec::new();
+    }
     (0..n).map(|_| rng.range(-mag, mag) as i8).collect()
 }
 
