@@ -6,7 +6,6 @@
 //! target-release/release/examples/probe`
 
 #[path = "../benches/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::time::Instant;
