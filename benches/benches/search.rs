@@ -126,7 +126,9 @@ fn time(gas: u64, t: &Timing, mut f: impl FnMut()) -> Measure {
 fn infer(model: &Model, t: &Timing) -> Result<Measure, String> {
     let bytes = encode(model);
     let (m, a) = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
-    let gas = gas::inference(&a);
+    // Every call pays IO_BYTE per input and output byte (calldata, returndata) besides the
+    // inference: creating the input tensor and reading the output back are that work.
+    let gas = gas::inference(&a) + gas::IO_BYTE * (a.input_len() + a.output_len()) as u64;
     if gas > GAS_CAP {
         return Err(format!("{gas} gas > cap"));
     }

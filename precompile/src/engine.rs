@@ -229,6 +229,18 @@ fn pool(
     y
 }
 
+/// The one-thread rayon pool every inference runs in (see [`Engine::run`]).
+fn single_thread() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "myelin-engine".into())
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the engine's thread: {e}"))
+    })
+}
+
 impl Engine {
     pub fn new(model: Model, analysis: Analysis) -> Self {
         let prepared = model
@@ -281,6 +293,14 @@ impl Engine {
     /// Runs one inference. `input` must hold exactly `analysis().input_len()` values (the
     /// precompile checks this before charging gas and calling).
     pub fn run(&self, input: &[i8]) -> Vec<i8> {
+        // burn-ndarray parallelises some kernels (batched matmul) on rayon. Inside a block
+        // that buys little and costs a thread wake-up per operation (measured: ~200 µs per
+        // two-row Dense node on a busy 2-core machine, 4x its gas), and it would let one
+        // call take every core. One inference runs on one thread; results never depend on it.
+        single_thread().install(|| self.run_on_this_thread(input))
+    }
+
+    fn run_on_this_thread(&self, input: &[i8]) -> Vec<i8> {
         let a = &self.analysis;
         let mut tensors: Vec<T<1>> = Vec::with_capacity(self.model.nodes.len() + 1);
         tensors.push(tensor(
