@@ -52,10 +52,12 @@ pub const LOAD_WARM: u64 = 100;
 
 /// Per inference: fixed cost, plus per node (tensor allocation and dispatch, priced on the
 /// slowest node kind: Add, ~50 whole-tensor operations), per MAC and per element the
-/// engine writes (`cost.rs`; the last two in milligas).
+/// engine writes (`cost.rs`; the last two in milligas). `MAC_MILLI` = 80: burn-ndarray's
+/// integer matmul measured 0.65 GMAC/s on a 6×3439×357 product (the search's worst Dense),
+/// 1.5 ns per MAC, i.e. 19 ns per gas at 80 milligas.
 pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 2_500;
-pub const MAC_MILLI: u64 = 60;
+pub const MAC_MILLI: u64 = 80;
 pub const ELEM_MILLI: u64 = 200;
 
 fn milli(units: u64, milligas: u64) -> u64 {
