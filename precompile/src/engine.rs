@@ -104,7 +104,9 @@ impl Layer {
         };
         Layer {
             weights: tensor(
-                weights.iter().map(|&w| w as i64).collect(),
+                // Collected as i32, the tensor's own dtype: no int64 copy, so preparing a
+                // model peaks at ~5 bytes per model byte (SPEC §7, memory of a cold load).
+                weights.iter().map(|&w| w as i32).collect(),
                 [groups, per_group, fan_in],
                 ACC,
             ),
@@ -229,16 +231,20 @@ fn pool(
     y
 }
 
-/// The one-thread rayon pool every inference runs in (see [`Engine::run`]).
-fn single_thread() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+/// The one-thread rayon pool every inference runs in (see [`Engine::run`]), or `None` if the
+/// operating system refused the thread. Then inferences run on the caller's thread with
+/// rayon's global pool: the same bytes, only the speed differs, where a panic would turn the
+/// call into `InternalError` on this node alone and split it from the chain.
+fn single_thread() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "myelin-engine".into())
             .build()
-            .unwrap_or_else(|e| panic!("cannot start the engine's thread: {e}"))
+            .ok()
     })
+    .as_ref()
 }
 
 impl Engine {
@@ -297,7 +303,10 @@ impl Engine {
         // that buys little and costs a thread wake-up per operation (measured: ~200 µs per
         // two-row Dense node on a busy 2-core machine, 4x its gas), and it would let one
         // call take every core. One inference runs on one thread; results never depend on it.
-        single_thread().install(|| self.run_on_this_thread(input))
+        match single_thread() {
+            Some(pool) => pool.install(|| self.run_on_this_thread(input)),
+            None => self.run_on_this_thread(input),
+        }
     }
 
     fn run_on_this_thread(&self, input: &[i8]) -> Vec<i8> {
@@ -330,9 +339,12 @@ impl Engine {
                     let [oc, oh, ow] = chw(&a.shapes[i + 1]);
                     let x = values(get(c.input));
                     let cols = im2col(&x, dims, zp(c.input), c, [oh, ow]);
-                    let acc = cols.matmul(l.weights.clone().swap_dims(1, 2)); // [G, OH·OW, OC/G]
-                    let acc: T<2> =
-                        acc.swap_dims(1, 2).reshape([oc, oh * ow]).cast(WIDE) + l.bias.clone();
+                    // W · colsᵀ, as for Dense: every dot product walks a contiguous weight
+                    // row and a contiguous im2col row (cols · Wᵀ, the other way round, runs
+                    // ~40x slower on a wide layer: 0.17 GMAC/s), and the result is already
+                    // channel-major.
+                    let acc = l.weights.clone().matmul(cols.swap_dims(1, 2)); // [G, OC/G, OH·OW]
+                    let acc: T<2> = acc.reshape([oc, oh * ow]).cast(WIDE) + l.bias.clone();
                     requantize(acc, &l.requant, &c.out).flatten(0, 1)
                 }
                 (Node::MaxPool(p), _) => {

@@ -9,6 +9,7 @@
 //! keeps models as chain state and runs the engine; [`evm`] adapts it to alloy-evm.
 
 pub mod abi;
+pub mod cache;
 pub mod codec;
 pub mod cost;
 pub mod engine;

@@ -6,17 +6,16 @@
 //! success, revert with an `IMyelin` custom error (bad input of any kind), or out-of-gas.
 //! Only a failure of the node's own database is fatal.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use alloy_primitives::{keccak256, Address, Bytes, Keccak256, B256, I256, U256};
 use alloy_sol_types::{SolCall, SolError, SolEvent};
-use lru::LruCache;
 
 use crate::abi::{
     self,
     IMyelin::{self, IMyelinCalls},
 };
+use crate::cache::{self, ModelCache};
 use crate::engine::Engine;
 use crate::validate::Analysis;
 use crate::{codec, fixed, gas};
@@ -89,6 +88,9 @@ struct Meter {
     /// the EVM's journal would undo it after a revert or halt, and this way a host without a
     /// journal (`MemHost`) behaves the same.
     warmth: Vec<(B256, u64)>,
+    /// The transaction's cache epoch (see [`crate::cache`]) once a load needed it, and
+    /// whether this call started it (then it is written with the warmth on success).
+    epoch: Option<(u64, bool)>,
 }
 
 impl Meter {
@@ -99,11 +101,21 @@ impl Meter {
         }
         Ok(())
     }
+
+    fn epoch(&mut self, host: &mut impl Host) -> u64 {
+        let (epoch, _) = *self.epoch.get_or_insert_with(|| {
+            match host.tload(slot::epoch()).saturating_to::<u64>() {
+                0 => (cache::new_epoch(), true),
+                e => (e, false),
+            }
+        });
+        epoch
+    }
 }
 
 /// Storage layout of the precompile account (all keys are keccak256 of a tagged preimage,
 /// so they cannot collide with each other).
-mod slot {
+pub mod slot {
     use alloy_primitives::{keccak256, B256, U256};
 
     /// `model(id)` holds the model's byte length (0 = not published).
@@ -114,6 +126,11 @@ mod slot {
     /// [`super::SLOT_WARM`] or [`super::LOADED`].
     pub fn warm(id: B256) -> U256 {
         keccak256([b"myelin.warm".as_slice(), id.as_slice()].concat()).into()
+    }
+    /// Transient key of the transaction's node-local cache epoch ([`crate::cache`]): never
+    /// read by gas or results.
+    pub fn epoch() -> U256 {
+        keccak256(b"myelin.epoch").into()
     }
 }
 
@@ -168,7 +185,7 @@ fn upload_error<E>(id: B256, code: UploadError) -> Stop<E> {
 /// which changes speed only, never gas or results.
 #[derive(Clone)]
 pub struct Myelin {
-    cache: Arc<Mutex<LruCache<B256, Arc<Engine>>>>,
+    cache: ModelCache,
 }
 
 impl std::fmt::Debug for Myelin {
@@ -188,9 +205,8 @@ pub const DEFAULT_CACHE_MODELS: usize = 64;
 
 impl Myelin {
     pub fn new(cache_models: usize) -> Self {
-        let cap = NonZeroUsize::new(cache_models.max(1)).unwrap_or(NonZeroUsize::MIN);
         Myelin {
-            cache: Arc::new(Mutex::new(LruCache::new(cap))),
+            cache: ModelCache::new(cache_models),
         }
     }
 
@@ -205,11 +221,15 @@ impl Myelin {
             limit: ctx.gas_limit,
             used: 0,
             warmth: Vec::new(),
+            epoch: None,
         };
         match self.dispatch(host, ctx, data, &mut meter) {
             Ok(output) => {
                 for (id, warmth) in meter.warmth {
                     host.tstore(slot::warm(id), U256::from(warmth));
+                }
+                if let Some((epoch, true)) = meter.epoch {
+                    host.tstore(slot::epoch(), U256::from(epoch));
                 }
                 Ok(Outcome::Success {
                     gas_used: meter.used,
@@ -451,7 +471,8 @@ impl Myelin {
         // A cold load also pays for preparing every node, known once the model is parsed
         // (the same count whether or not this node has it cached).
         let prepare = |nodes: usize| if warm { 0 } else { gas::prepare(nodes) };
-        if let Some(engine) = self.cache.lock().ok().and_then(|mut c| c.get(&id).cloned()) {
+        let epoch = meter.epoch(host);
+        if let Some(engine) = self.cache.get(epoch, &id) {
             meter.charge(prepare(engine.model().nodes.len()))?;
             return Ok((engine, size));
         }
@@ -464,14 +485,8 @@ impl Myelin {
         let (m, analysis) = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
         meter.charge(prepare(m.nodes.len()))?;
         let engine = Arc::new(Engine::new(m, analysis));
-        self.cache_insert(id, engine.clone());
+        self.cache.insert(epoch, id, engine.clone(), size);
         Ok((engine, size))
-    }
-
-    fn cache_insert(&self, id: B256, engine: Arc<Engine>) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.put(id, engine);
-        }
     }
 }
 

@@ -15,6 +15,7 @@ use alloy_sol_types::abi::AbiDecoderConfig;
 use alloy_sol_types::{SolCall, SolInterface};
 use myelin_precompile::abi::{self, IMyelin, IMyelin::IMyelinCalls};
 use myelin_precompile::memhost::MemHost;
+use myelin_precompile::model::{Dense, Node, Output, Scale, MULT_MIN};
 use myelin_precompile::precompile::{addr, UploadError};
 use myelin_precompile::random::{self, Rng};
 use myelin_precompile::{decode, encode, gas, limits, CallContext, Myelin, Outcome};
@@ -634,4 +635,123 @@ fn outputs_are_charged_before_the_inference_runs() {
             .len(),
         4
     );
+}
+
+/// A warm load costs `LOAD_WARM` because the model is still prepared: a transaction pins the
+/// engines it loaded, so a one-model cache that evicts them between calls does not make the
+/// node parse again (which would cost ~1,600 ns per gas, the attack of loading more models
+/// than the node caches and then cycling through them warm).
+#[test]
+fn warm_loads_never_parse_again_within_a_transaction() {
+    let m = Myelin::new(1);
+    let mut host = MemHost::default();
+    // Dense 128 -> 128 with distinct weights: 16 KiB, so a parse shows in the allocations.
+    let dense = |seed: u64| {
+        let mut rng = Rng::new(seed);
+        let mut m = decode(&encode(&random::model(&mut rng, 1))).unwrap().0;
+        m.input_shape = vec![128];
+        m.nodes = vec![Node::Dense(Dense {
+            input: 0,
+            out_features: 128,
+            out: Output {
+                requant: vec![Scale {
+                    mult: MULT_MIN,
+                    shift: -8,
+                }],
+                zero_point: 0,
+                act_min: -128,
+                act_max: 127,
+            },
+            bias: vec![0; 128],
+            weights: rng.bytes(128 * 128),
+        })];
+        encode(&m)
+    };
+    let models: Vec<Vec<u8>> = (21..24).map(dense).collect();
+    for model in &models {
+        let data = IMyelin::publishModelCall {
+            model: model.clone().into(),
+        }
+        .abi_encode();
+        success(call(&m, &mut host, &data));
+    }
+    host.new_tx();
+    let info = |model: &[u8]| {
+        IMyelin::modelInfoCall {
+            id: keccak256(model),
+        }
+        .abi_encode()
+    };
+    // Cold loads: each parses (its decoded model and engine stay allocated: pinned).
+    let cold: Vec<usize> = models
+        .iter()
+        .map(|model| peak_memory(|| success(call(&m, &mut host, &info(model)))).1)
+        .collect();
+    // Warm loads cycling through all three, each evicted from the LRU by the next.
+    for _ in 0..2 {
+        for (model, cold) in models.iter().zip(&cold) {
+            let ((gas_used, out), peak) =
+                peak_memory(|| success(call(&m, &mut host, &info(model))));
+            assert_eq!(
+                gas_used,
+                io(info(model).len(), out.len()) + gas::SLOAD_WARM + gas::LOAD_WARM,
+                "a warm load"
+            );
+            assert!(
+                peak * 4 < *cold,
+                "a warm load allocated {peak} bytes, its cold load {cold}: it parsed again"
+            );
+        }
+    }
+    // A new transaction drops the pins (at its first call, here a model the LRU still holds):
+    // the others parse again.
+    host.new_tx();
+    success(call(&m, &mut host, &info(&models[2])));
+    let (_, peak) = peak_memory(|| success(call(&m, &mut host, &info(&models[0]))));
+    assert!(peak * 4 >= cold[0], "the next transaction parses again");
+}
+
+/// A cold load (read, parse, validate, prepare) allocates at most 24 bytes per gas it pays
+/// (SPEC §7): measured on a 1 MiB Dense layer, the largest share of weights per byte.
+#[test]
+fn a_cold_load_allocates_at_most_24_bytes_per_gas() {
+    let mut rng = Rng::new(5);
+    let mut m = decode(&encode(&random::model(&mut rng, 1))).unwrap().0;
+    m.input_shape = vec![1024];
+    m.nodes = vec![Node::Dense(Dense {
+        input: 0,
+        out_features: 1024,
+        out: Output {
+            requant: vec![Scale {
+                mult: MULT_MIN,
+                shift: -12,
+            }],
+            zero_point: 0,
+            act_min: -128,
+            act_max: 127,
+        },
+        bias: vec![0; 1024],
+        weights: rng.bytes(1024 * 1024),
+    })];
+    let model = encode(&m);
+    let (myelin, mut host) = (Myelin::new(1), MemHost::default());
+    let publish = IMyelin::publishModelCall {
+        model: model.clone().into(),
+    }
+    .abi_encode();
+    success(call(&myelin, &mut host, &publish));
+    host.new_tx();
+    let info = IMyelin::modelInfoCall {
+        id: keccak256(&model),
+    }
+    .abi_encode();
+    // A fresh node: nothing cached, so the call parses and prepares.
+    let ((gas_used, _), peak) = peak_memory(|| success(call(&Myelin::new(1), &mut host, &info)));
+    let per_gas = peak as f64 / gas_used as f64;
+    assert!(
+        per_gas <= 24.0,
+        "a cold load of {} bytes allocated {peak} bytes for {gas_used} gas ({per_gas:.1} B/gas)",
+        model.len()
+    );
+    println!("cold load: {peak} bytes for {gas_used} gas = {per_gas:.1} B/gas");
 }

@@ -23,7 +23,7 @@ pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
         mult: 1 << 30,
         shift: -6,
     };
-    Model {
+    let mut m = Model {
         input_shape,
         input_quant: Quant {
             scale,
@@ -31,7 +31,13 @@ pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
         },
         output_scale: scale,
         nodes,
+    };
+    // The scale the graph fixes (Softmax's 1/256, or a chain that keeps the input's), which
+    // a valid model must declare.
+    if let Some(fixed) = myelin_precompile::validate::fixed_output_scale(&m) {
+        m.output_scale = fixed;
     }
+    m
 }
 
 /// `n` weights in `-mag..=mag`; none when `n` alone exceeds the 16 MiB model limit (the
