@@ -38,8 +38,9 @@ pub const GROUP_ELEMS: u64 = 16;
 /// at ~38 ns per element on the reference machine (`benches/examples/probe.rs`), i.e. about
 /// 10 element passes at `ELEM_MILLI`; 12 keeps a margin.
 pub const READ_PASSES: u64 = 12;
-/// Extra elements charged per row of Softmax (the row reductions' per-lane setup).
-pub const SOFTMAX_ROW_ELEMS: u64 = 4;
+/// Extra elements charged per row of Softmax (the row max, sum and broadcast's per-lane
+/// setup): measured ~155 ns per row on rows of 2 (`benches/benches/search.rs`), so 24.
+pub const SOFTMAX_ROW_ELEMS: u64 = 24;
 
 /// `[C, H, W]` of a feature map (`[C, L]` is `[C, 1, L]`).
 pub fn chw(shape: &[u32]) -> [u64; 3] {
@@ -66,18 +67,17 @@ pub fn node_cost(node: &Node, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
                 elems: 3 * n_in + LAYER_OUT_PASSES * n_out,
             }
         }
-        // Input read into a flat vector (`READ_PASSES`), im2col written by a direct loop (padding is never
-        // materialised; inputs the stride skips are read once, in that copy) and turned into
-        // a tensor (2 passes), the matmul's standard-layout copy of the transposed weights,
-        // matmul + requantize, per-group matmul setup.
+        // Input read into a flat vector (`READ_PASSES`), im2col written by a direct loop
+        // (padding is never materialised; inputs the stride skips are read once, in that
+        // copy), turned into a tensor and copied to standard layout as the matmul's transposed
+        // right operand (3 passes), matmul + requantize, per-group matmul setup.
         Node::Conv(c) => {
             let fan_in = c.weights.len() as u64 / c.out_channels as u64;
             let im2col = n_out / c.out_channels as u64 * fan_in * c.groups as u64;
             Cost {
                 macs: n_out * fan_in,
                 elems: READ_PASSES * n_in
-                    + 2 * im2col
-                    + c.weights.len() as u64
+                    + 3 * im2col
                     + LAYER_OUT_PASSES * n_out
                     + GROUP_ELEMS * c.groups as u64,
             }
@@ -148,10 +148,10 @@ mod tests {
             weights: vec![1],
         });
         let cost = node_cost(&node, &[vec![1, 1024, 1024]], &[1, 1, 1]);
-        // The whole input read + 2 · im2col (1) + weights (1) + 20 · output (1) + one group.
+        // The whole input read + 3 · im2col (1) + 20 · output (1) + one group.
         assert_eq!(
             cost.elems,
-            READ_PASSES * (1 << 20) + 2 + 1 + LAYER_OUT_PASSES + GROUP_ELEMS
+            READ_PASSES * (1 << 20) + 3 + LAYER_OUT_PASSES + GROUP_ELEMS
         );
         assert_eq!(cost.macs, 1);
     }
