@@ -673,7 +673,14 @@ fn main() {
                     .map(|&(_, lo, hi)| random_knob(&mut rng, lo, hi))
                     .collect()
             });
-            let mut score = measure(&k, &mut rng).ok().map(|(m, _)| m);
+            let mut score = measure(&k, &mut rng).ok().map(|(m, model)| {
+                found.push(Found {
+                    what: format!("{}: {}", f.name, summary(&model)),
+                    m: m.clone(),
+                    source: Some((fi, k.clone())),
+                });
+                m
+            });
             let mut stale = 0;
             while stale < 12 && start.elapsed() < budget {
                 let cand = mutate(&mut rng, f, &k);
