@@ -367,10 +367,10 @@ fn families() -> Vec<Family> {
                 chain(rows, len, nodes, |i| match kind {
                     0 => add(i, i),
                     1 => clamp(i),
-                    2 => Node::Reshape {
+                    2 => Node::Reshape(Reshape {
                         input: i,
                         shape: vec![rows * len],
-                    },
+                    }),
                     3 => lut(i),
                     _ => softmax(i),
                 })
@@ -573,22 +573,16 @@ fn summary(m: &Model) -> String {
             c.window.stride,
             c.window.pads
         ),
-        Node::MaxPool(p) | Node::AvgPool(p) => format!(
+        Node::MaxPool(MaxPool { window, .. }) | Node::AvgPool(AvgPool { window, .. }) => format!(
             "{} k={:?} s={:?} p={:?}",
-            if matches!(n, Node::MaxPool(_)) {
-                "MaxPool"
-            } else {
-                "AvgPool"
-            },
-            p.window.kernel,
-            p.window.stride,
-            p.window.pads
+            n.op_name(),
+            window.kernel,
+            window.stride,
+            window.pads
         ),
-        Node::Add(_) => "Add".into(),
-        Node::Clamp { .. } => "Clamp".into(),
-        Node::Reshape { .. } => "Reshape".into(),
-        Node::Lut { .. } => "Lut".into(),
-        Node::Softmax { .. } => "Softmax".into(),
+        Node::Add(_) | Node::Clamp(_) | Node::Reshape(_) | Node::Lut(_) | Node::Softmax(_) => {
+            n.op_name().into()
+        }
     };
     let mut s = format!("in {:?}:", m.input_shape);
     let mut runs: Vec<(String, usize)> = Vec::new();

@@ -5,23 +5,11 @@
 use crate::error::{Code, ModelError, HEADER};
 use crate::limits::MAX_MODEL_BYTES;
 use crate::model::*;
+use crate::ops::layer::put_scale;
 use crate::validate::{self, Analysis, Validator};
 
 pub const MAGIC: [u8; 4] = *b"MYLN";
 pub const VERSION: u8 = 1;
-
-mod tag {
-    pub const DENSE: u8 = 0x01;
-    pub const CONV2D: u8 = 0x02;
-    pub const CONV1D: u8 = 0x03;
-    pub const MAXPOOL: u8 = 0x04;
-    pub const AVGPOOL: u8 = 0x05;
-    pub const ADD: u8 = 0x06;
-    pub const CLAMP: u8 = 0x07;
-    pub const RESHAPE: u8 = 0x08;
-    pub const LUT: u8 = 0x09;
-    pub const SOFTMAX: u8 = 0x0A;
-}
 
 /// Parses and fully validates a model. Any byte string that is not the canonical encoding of
 /// a valid model is rejected with the `(code, node)` of the first failing check in SPEC §4's
@@ -72,7 +60,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Model, Analysis), ModelError> {
     // the next is read.
     for node in 0..n_nodes {
         r.node = node;
-        let parsed = r.node(v.shapes())?;
+        let parsed = Node::read(&mut r, v.shapes())?;
         v.node(&parsed)?;
         model.nodes.push(parsed);
     }
@@ -98,115 +86,20 @@ pub fn encode(model: &Model) -> Vec<u8> {
     put_scale(&mut w, model.output_scale);
     w.extend_from_slice(&(model.nodes.len() as u16).to_le_bytes());
     for node in &model.nodes {
-        match node {
-            Node::Dense(d) => {
-                w.push(tag::DENSE);
-                w.extend_from_slice(&d.input.to_le_bytes());
-                w.extend_from_slice(&d.out_features.to_le_bytes());
-                put_output(&mut w, &d.out);
-                put_layer_params(&mut w, &d.bias, &d.weights);
-            }
-            Node::Conv(c) => {
-                w.push(if c.one_d { tag::CONV1D } else { tag::CONV2D });
-                w.extend_from_slice(&c.input.to_le_bytes());
-                w.extend_from_slice(&c.out_channels.to_le_bytes());
-                w.extend_from_slice(&c.groups.to_le_bytes());
-                if c.one_d {
-                    let win = &c.window;
-                    for v in [win.kernel[1], win.stride[1], win.pads[1], win.pads[3]] {
-                        w.extend_from_slice(&v.to_le_bytes());
-                    }
-                } else {
-                    put_window(&mut w, &c.window);
-                }
-                put_output(&mut w, &c.out);
-                put_layer_params(&mut w, &c.bias, &c.weights);
-            }
-            Node::MaxPool(p) => {
-                w.push(tag::MAXPOOL);
-                w.extend_from_slice(&p.input.to_le_bytes());
-                put_window(&mut w, &p.window);
-            }
-            Node::AvgPool(p) => {
-                w.push(tag::AVGPOOL);
-                w.extend_from_slice(&p.input.to_le_bytes());
-                put_window(&mut w, &p.window);
-                w.push(p.count_include_pad as u8);
-            }
-            Node::Add(a) => {
-                w.push(tag::ADD);
-                w.extend_from_slice(&a.a.to_le_bytes());
-                w.extend_from_slice(&a.b.to_le_bytes());
-                put_scale(&mut w, a.a_requant);
-                put_scale(&mut w, a.b_requant);
-                put_output(&mut w, &a.out);
-            }
-            Node::Clamp { input, min, max } => {
-                w.push(tag::CLAMP);
-                w.extend_from_slice(&input.to_le_bytes());
-                w.extend_from_slice(&[*min as u8, *max as u8]);
-            }
-            Node::Reshape { input, shape } => {
-                w.push(tag::RESHAPE);
-                w.extend_from_slice(&input.to_le_bytes());
-                put_shape(&mut w, shape);
-            }
-            Node::Lut {
-                input,
-                zero_point,
-                table,
-            } => {
-                w.push(tag::LUT);
-                w.extend_from_slice(&input.to_le_bytes());
-                w.push(*zero_point as u8);
-                w.extend(table.iter().map(|&v| v as u8));
-            }
-            Node::Softmax { input, exp_table } => {
-                w.push(tag::SOFTMAX);
-                w.extend_from_slice(&input.to_le_bytes());
-                for v in exp_table.iter() {
-                    w.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
+        node.write(&mut w);
     }
     w
 }
 
-fn put_shape(w: &mut Vec<u8>, shape: &[u32]) {
+pub(crate) fn put_shape(w: &mut Vec<u8>, shape: &[u32]) {
     w.push(shape.len() as u8);
     for d in shape {
         w.extend_from_slice(&d.to_le_bytes());
     }
 }
 
-fn put_scale(w: &mut Vec<u8>, s: Scale) {
-    w.extend_from_slice(&s.mult.to_le_bytes());
-    w.push(s.shift as u8);
-}
-
-fn put_window(w: &mut Vec<u8>, win: &Window) {
-    for v in win.kernel.iter().chain(&win.stride).chain(&win.pads) {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-fn put_output(w: &mut Vec<u8>, out: &Output) {
-    w.push((out.requant.len() > 1) as u8);
-    for &rq in &out.requant {
-        put_scale(w, rq);
-    }
-    w.extend_from_slice(&[out.zero_point as u8, out.act_min as u8, out.act_max as u8]);
-}
-
-fn put_layer_params(w: &mut Vec<u8>, bias: &[i32], weights: &[i8]) {
-    for b in bias {
-        w.extend_from_slice(&b.to_le_bytes());
-    }
-    w.extend(weights.iter().map(|&v| v as u8));
-}
-
-struct Reader<'a> {
+/// Reads the encoding field by field, each error carrying the node being read.
+pub struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     /// Node being read ([`HEADER`] while reading the header): the `node` of its errors.
@@ -214,7 +107,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ModelError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ModelError> {
         let rest = &self.bytes[self.pos..];
         if rest.len() < n {
             return Err(self.truncated(n - rest.len()));
@@ -231,29 +124,29 @@ impl<'a> Reader<'a> {
         )
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ModelError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], ModelError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, ModelError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, ModelError> {
         Ok(self.array::<1>()?[0])
     }
-    fn i8(&mut self) -> Result<i8, ModelError> {
+    pub(crate) fn i8(&mut self) -> Result<i8, ModelError> {
         Ok(self.u8()? as i8)
     }
-    fn u16(&mut self) -> Result<u16, ModelError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, ModelError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, ModelError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, ModelError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn i32(&mut self) -> Result<i32, ModelError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, ModelError> {
         Ok(i32::from_le_bytes(self.array()?))
     }
 
-    fn flag(&mut self, field: &'static str) -> Result<bool, ModelError> {
+    pub(crate) fn flag(&mut self, field: &'static str) -> Result<bool, ModelError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -267,7 +160,7 @@ impl<'a> Reader<'a> {
 
     /// A declared shape: the rank is checked before the dimensions are read, the dimensions
     /// right after.
-    fn shape(&mut self) -> Result<Vec<u32>, ModelError> {
+    pub(crate) fn shape(&mut self) -> Result<Vec<u32>, ModelError> {
         let rank = self.u8()? as usize;
         validate::check_rank(self.node, rank)?;
         let shape = (0..rank)
@@ -277,48 +170,15 @@ impl<'a> Reader<'a> {
         Ok(shape)
     }
 
-    fn scale(&mut self) -> Result<Scale, ModelError> {
+    pub(crate) fn scale(&mut self) -> Result<Scale, ModelError> {
         Ok(Scale {
             mult: self.i32()?,
             shift: self.i8()?,
         })
     }
 
-    fn window(&mut self) -> Result<Window, ModelError> {
-        let mut v = [0u16; 8];
-        for x in &mut v {
-            *x = self.u16()?;
-        }
-        Ok(Window {
-            kernel: [v[0], v[1]],
-            stride: [v[2], v[3]],
-            pads: [v[4], v[5], v[6], v[7]],
-        })
-    }
-
-    fn output(&mut self, channels: u32) -> Result<Output, ModelError> {
-        let per_channel = self.flag("per_channel")?;
-        if per_channel && channels < 2 {
-            // One channel has one multiplier: only the per-tensor encoding is canonical.
-            return Err(ModelError::at(
-                Code::PerChannelNotCanonical,
-                self.node,
-                format!("per_channel = 1 with {channels} channel(s)"),
-            ));
-        }
-        let count = if per_channel { channels as usize } else { 1 };
-        self.reserve(count, 5)?;
-        let requant = (0..count).map(|_| self.scale()).collect::<Result<_, _>>()?;
-        Ok(Output {
-            requant,
-            zero_point: self.i8()?,
-            act_min: self.i8()?,
-            act_max: self.i8()?,
-        })
-    }
-
     /// Fails early (before allocating) when fewer than `count · width` bytes remain.
-    fn reserve(&self, count: usize, width: usize) -> Result<(), ModelError> {
+    pub(crate) fn reserve(&self, count: usize, width: usize) -> Result<(), ModelError> {
         let need = count.saturating_mul(width);
         let rest = self.bytes.len() - self.pos;
         if need > rest {
@@ -327,29 +187,14 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn layer_params(
-        &mut self,
-        channels: u32,
-        fan_in: u64,
-    ) -> Result<(Vec<i32>, Vec<i8>), ModelError> {
-        self.reserve(channels as usize, 4)?;
-        let bias = (0..channels)
-            .map(|_| self.i32())
-            .collect::<Result<_, _>>()?;
-        let n = (channels as u64).saturating_mul(fan_in);
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let weights = self.take(n)?.iter().map(|&b| b as i8).collect();
-        Ok((bias, weights))
-    }
-
     /// A tensor id, checked as soon as it is read: the node may only read earlier tensors.
-    fn tensor(&mut self, shapes: &[Vec<u32>]) -> Result<TensorId, ModelError> {
+    pub(crate) fn tensor(&mut self, shapes: &[Vec<u32>]) -> Result<TensorId, ModelError> {
         let id = self.u16()?;
         validate::tensor_shape(self.node, id, shapes)?;
         Ok(id)
     }
 
-    fn input_shape<'s>(
+    pub(crate) fn input_shape<'s>(
         &self,
         id: TensorId,
         shapes: &'s [Vec<u32>],
@@ -357,110 +202,17 @@ impl<'a> Reader<'a> {
         validate::tensor_shape(self.node, id, shapes)
     }
 
-    fn node(&mut self, shapes: &[Vec<u32>]) -> Result<Node, ModelError> {
-        let t = self.u8()?;
-        Ok(match t {
-            tag::DENSE => {
-                let input = self.tensor(shapes)?;
-                let k = *self.input_shape(input, shapes)?.last().unwrap_or(&0);
-                let out_features = self.u32()?;
-                let out = self.output(out_features)?;
-                let (bias, weights) = self.layer_params(out_features, k as u64)?;
-                Node::Dense(Dense {
-                    input,
-                    out_features,
-                    out,
-                    bias,
-                    weights,
-                })
-            }
-            tag::CONV2D | tag::CONV1D => {
-                let one_d = t == tag::CONV1D;
-                let input = self.tensor(shapes)?;
-                let in_channels = self.input_shape(input, shapes)?[0];
-                let out_channels = self.u32()?;
-                let groups = self.u32()?;
-                validate::check_groups(self.node, in_channels, out_channels, groups)?;
-                let window = if one_d {
-                    let (k, s, pl, pr) = (self.u16()?, self.u16()?, self.u16()?, self.u16()?);
-                    Window {
-                        kernel: [1, k],
-                        stride: [1, s],
-                        pads: [0, pl, 0, pr],
-                    }
-                } else {
-                    self.window()?
-                };
-                let out = self.output(out_channels)?;
-                let fan_in = (in_channels / groups) as u64
-                    * window.kernel[0] as u64
-                    * window.kernel[1] as u64;
-                let (bias, weights) = self.layer_params(out_channels, fan_in)?;
-                Node::Conv(Conv {
-                    input,
-                    one_d,
-                    out_channels,
-                    window,
-                    groups,
-                    out,
-                    bias,
-                    weights,
-                })
-            }
-            tag::MAXPOOL => Node::MaxPool(Pool {
-                input: self.tensor(shapes)?,
-                window: self.window()?,
-                count_include_pad: false,
-            }),
-            tag::AVGPOOL => Node::AvgPool(Pool {
-                input: self.tensor(shapes)?,
-                window: self.window()?,
-                count_include_pad: self.flag("count_include_pad")?,
-            }),
-            tag::ADD => Node::Add(Add {
-                a: self.tensor(shapes)?,
-                b: self.tensor(shapes)?,
-                a_requant: self.scale()?,
-                b_requant: self.scale()?,
-                out: self.output(1)?,
-            }),
-            tag::CLAMP => Node::Clamp {
-                input: self.tensor(shapes)?,
-                min: self.i8()?,
-                max: self.i8()?,
-            },
-            tag::RESHAPE => Node::Reshape {
-                input: self.tensor(shapes)?,
-                shape: self.shape()?,
-            },
-            tag::LUT => {
-                let input = self.tensor(shapes)?;
-                let zero_point = self.i8()?;
-                let table = self.array::<256>()?.map(|b| b as i8);
-                Node::Lut {
-                    input,
-                    zero_point,
-                    table: Box::new(table),
-                }
-            }
-            tag::SOFTMAX => {
-                let input = self.tensor(shapes)?;
-                let mut exp_table = [0u16; 256];
-                for e in &mut exp_table {
-                    *e = self.u16()?;
-                }
-                Node::Softmax {
-                    input,
-                    exp_table: Box::new(exp_table),
-                }
-            }
-            tag => {
-                return Err(ModelError::at(
-                    Code::UnknownOp,
-                    self.node,
-                    format!("tag 0x{tag:02x}"),
-                ))
-            }
-        })
+    /// Index of the node being read (for errors of checks made while reading).
+    pub(crate) fn node(&self) -> usize {
+        self.node
+    }
+
+    /// An error at the node being read.
+    pub(crate) fn error(&self, code: Code, detail: String) -> ModelError {
+        ModelError::at(code, self.node, detail)
+    }
+
+    pub(crate) fn unknown_op(&self, tag: u8) -> ModelError {
+        self.error(Code::UnknownOp, format!("tag 0x{tag:02x}"))
     }
 }

@@ -20,6 +20,7 @@ pub mod gas;
 pub mod limits;
 pub mod memhost;
 pub mod model;
+pub mod ops;
 pub mod precompile;
 pub mod quant;
 #[cfg(feature = "testkit")]

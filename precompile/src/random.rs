@@ -33,7 +33,7 @@ impl Rng {
     }
 }
 
-fn requant(rng: &mut Rng, shift_lo: i64, shift_hi: i64) -> Requant {
+pub(crate) fn requant(rng: &mut Rng, shift_lo: i64, shift_hi: i64) -> Requant {
     Requant {
         mult: rng.range(1 << 30, i32::MAX as i64) as i32,
         shift: rng.range(shift_lo, shift_hi) as i8,
@@ -41,14 +41,14 @@ fn requant(rng: &mut Rng, shift_lo: i64, shift_hi: i64) -> Requant {
 }
 
 /// A scale for the model's input or output.
-fn io_scale(rng: &mut Rng) -> Scale {
+pub(crate) fn io_scale(rng: &mut Rng) -> Scale {
     Scale {
         mult: rng.range(1 << 30, i32::MAX as i64) as i32,
         shift: rng.range(-10, 2) as i8,
     }
 }
 
-fn output(rng: &mut Rng, channels: u32, fan_in: u64) -> Output {
+pub(crate) fn output(rng: &mut Rng, channels: u32, fan_in: u64) -> Output {
     // Pick the shift so that typical accumulators (~ 64·√fan_in) land in int8 range.
     let typical = (64.0 * (fan_in as f64).sqrt()).log2().ceil() as i64;
     let per_channel = channels > 1 && rng.chance(50);
@@ -72,7 +72,7 @@ fn output(rng: &mut Rng, channels: u32, fan_in: u64) -> Output {
     }
 }
 
-fn layer_params(rng: &mut Rng, channels: u32, fan_in: u64) -> (Vec<i32>, Vec<i8>) {
+pub(crate) fn layer_params(rng: &mut Rng, channels: u32, fan_in: u64) -> (Vec<i32>, Vec<i8>) {
     let bias = (0..channels)
         .map(|_| rng.range(-(1 << 14), 1 << 14) as i32)
         .collect();
@@ -80,7 +80,7 @@ fn layer_params(rng: &mut Rng, channels: u32, fan_in: u64) -> (Vec<i32>, Vec<i8>
     (bias, weights)
 }
 
-fn window(rng: &mut Rng, h: u32, w: u32, one_d: bool) -> Window {
+pub(crate) fn window(rng: &mut Rng, h: u32, w: u32, one_d: bool) -> Window {
     let mut side = |size: u32| {
         let k = rng.range(1, size.min(4) as i64) as u16;
         let s = rng.range(1, 2) as u16;
@@ -132,15 +132,12 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         let cur = (shapes.len() - 1) as TensorId;
         let last = shapes.last().cloned().unwrap_or_default();
         let node = if rng.chance(50) {
-            Node::Softmax {
-                input: cur,
-                exp_table: Box::new(exp_table(rng)),
-            }
+            Node::Softmax(Softmax::random(rng, cur))
         } else {
-            Node::Reshape {
+            Node::Reshape(Reshape {
                 input: cur,
                 shape: vec![numel(&last) as u32],
-            }
+            })
         };
         m.nodes.push(node);
     }
@@ -166,7 +163,7 @@ fn push_if_small(m: &mut Model, shapes: &mut Vec<Vec<u32>>, node: Node) {
 }
 
 /// `round(2^16 · exp(−d · s))` for a random `s`: a realistic decreasing table.
-fn exp_table(rng: &mut Rng) -> [u16; 256] {
+pub(crate) fn exp_table(rng: &mut Rng) -> [u16; 256] {
     let s = rng.range(1, 200) as f64 / 100.0;
     std::array::from_fn(|d| {
         ((-(d as f64) * s / 8.0).exp() * 65535.0)
@@ -192,105 +189,14 @@ fn node_of_kind(
     shapes: &[Vec<u32>],
 ) -> Node {
     match op {
-        0..=2 if is_map => {
-            let one_d = shape.len() == 2;
-            let (c, h, w) = if one_d {
-                (shape[0], 1, shape[1])
-            } else {
-                (shape[0], shape[1], shape[2])
-            };
-            let groups = if c > 1 && rng.chance(40) { c } else { 1 };
-            let out_channels = groups * rng.range(1, 3) as u32;
-            let window = window(rng, h, w, one_d);
-            let fan_in = (c / groups) as u64 * window.kernel[0] as u64 * window.kernel[1] as u64;
-            let out = output(rng, out_channels, fan_in);
-            let (bias, weights) = layer_params(rng, out_channels, fan_in);
-            Node::Conv(Conv {
-                input: cur,
-                one_d,
-                out_channels,
-                window,
-                groups,
-                out,
-                bias,
-                weights,
-            })
-        }
-        3 if shape.len() == 3 => {
-            let window = window(rng, shape[1], shape[2], false);
-            let pool = Pool {
-                input: cur,
-                // Canonical: the flag is 0 when there is no padding (draw it anyway, so seeds
-                // keep their models).
-                count_include_pad: rng.chance(50) && window.pads != [0; 4],
-                window,
-            };
-            if rng.chance(50) {
-                Node::MaxPool(Pool {
-                    count_include_pad: false,
-                    ..pool
-                })
-            } else {
-                Node::AvgPool(pool)
-            }
-        }
-        0..=3 => {
-            let k = *shape.last().unwrap_or(&1) as u64;
-            let out_features = rng.range(1, 20) as u32;
-            let out = output(rng, out_features, k);
-            let (bias, weights) = layer_params(rng, out_features, k);
-            Node::Dense(Dense {
-                input: cur,
-                out_features,
-                out,
-                bias,
-                weights,
-            })
-        }
-        4 => {
-            let lo = rng.i8();
-            Node::Clamp {
-                input: cur,
-                min: lo,
-                max: rng.range(lo as i64, 127) as i8,
-            }
-        }
-        5 => Node::Lut {
-            input: cur,
-            zero_point: rng.i8(),
-            table: Box::new(std::array::from_fn(|_| rng.i8())),
-        },
-        6 => {
-            // Residual add with any earlier tensor of the same shape (possibly itself).
-            let same: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i] == shape).collect();
-            let other = same[rng.range(0, same.len() as i64 - 1) as usize] as TensorId;
-            Node::Add(Add {
-                a: cur,
-                b: other,
-                a_requant: requant(rng, -3, 0),
-                b_requant: requant(rng, -3, 0),
-                out: Output {
-                    requant: vec![requant(rng, -22, -18)],
-                    ..output(rng, 1, 1)
-                },
-            })
-        }
-        7 => Node::Softmax {
-            input: cur,
-            exp_table: Box::new(exp_table(rng)),
-        },
-        _ => {
-            let n = numel(shape) as u32;
-            let new = if shape.len() == 1 && n.is_multiple_of(2) {
-                vec![2, n / 2]
-            } else {
-                vec![n]
-            };
-            Node::Reshape {
-                input: cur,
-                shape: new,
-            }
-        }
+        0..=2 if is_map => Node::Conv(Conv::random(rng, cur, shape)),
+        3 if shape.len() == 3 => crate::ops::pool::random(rng, cur, shape),
+        0..=3 => Node::Dense(Dense::random(rng, cur, shape)),
+        4 => Node::Clamp(Clamp::random(rng, cur)),
+        5 => Node::Lut(Lut::random(rng, cur)),
+        6 => Node::Add(Add::random(rng, cur, shape, shapes)),
+        7 => Node::Softmax(Softmax::random(rng, cur)),
+        _ => Node::Reshape(Reshape::random(cur, shape)),
     }
 }
 
@@ -330,10 +236,10 @@ pub fn model_of(spec: &Spec) -> Model {
         push_if_small(&mut m, &mut shapes, node);
     }
     if m.nodes.is_empty() {
-        m.nodes.push(Node::Reshape {
+        m.nodes.push(Node::Reshape(Reshape {
             input: 0,
             shape: vec![numel(&spec.input_shape) as u32],
-        });
+        }));
     }
     canonical_output_scale(m)
 }

@@ -11,7 +11,6 @@
 
 use std::ops::RangeInclusive;
 
-use crate::cost::node_cost;
 pub use crate::cost::Cost;
 use crate::error::{Code, ModelError, HEADER};
 use crate::limits::*;
@@ -90,7 +89,7 @@ pub fn check_shape(node: usize, shape: &[u32]) -> Result<(), ModelError> {
     check_dims(node, shape)
 }
 
-fn checked_elems(node: usize, shape: &[u32]) -> Result<(), ModelError> {
+pub(crate) fn checked_elems(node: usize, shape: &[u32]) -> Result<(), ModelError> {
     let mut n: u64 = 1;
     for &d in shape {
         n = n.saturating_mul(d as u64);
@@ -153,42 +152,7 @@ pub fn check_groups(
     Ok(())
 }
 
-/// Output `[out_h, out_w]` of a sliding window over `[h, w]`, checking the height axis then
-/// the width axis. Every pad must be smaller than the kernel on its axis so each window
-/// overlaps real data.
-fn window_output(node: usize, win: &Window, h: u32, w: u32) -> Result<[u32; 2], ModelError> {
-    let mut out = [0u32; 2];
-    for (axis, size) in [h, w].into_iter().enumerate() {
-        let (k, s) = (win.kernel[axis] as u32, win.stride[axis] as u32);
-        let (p0, p1) = (win.pads[axis] as u32, win.pads[axis + 2] as u32);
-        if k == 0 || s == 0 {
-            return Err(ModelError::at(
-                Code::ZeroKernelOrStride,
-                node,
-                format!("kernel {k} and stride {s} must be at least 1"),
-            ));
-        }
-        if p0 >= k || p1 >= k {
-            return Err(ModelError::at(
-                Code::PadTooLarge,
-                node,
-                format!("padding {p0}/{p1} must be smaller than kernel {k}"),
-            ));
-        }
-        let padded = size + p0 + p1;
-        if padded < k {
-            return Err(ModelError::at(
-                Code::KernelTooLarge,
-                node,
-                format!("kernel {k} is larger than padded input {padded}"),
-            ));
-        }
-        out[axis] = (padded - k) / s + 1;
-    }
-    Ok(out)
-}
-
-fn expect_rank(node: usize, shape: &[u32], rank: usize) -> Result<(), ModelError> {
+pub(crate) fn expect_rank(node: usize, shape: &[u32], rank: usize) -> Result<(), ModelError> {
     if shape.len() != rank {
         return Err(ModelError::at(
             Code::InputRank,
@@ -199,7 +163,7 @@ fn expect_rank(node: usize, shape: &[u32], rank: usize) -> Result<(), ModelError
     Ok(())
 }
 
-fn not_encodable(node: usize, detail: String) -> ModelError {
+pub(crate) fn not_encodable(node: usize, detail: String) -> ModelError {
     ModelError::at(Code::NotEncodable, node, detail)
 }
 
@@ -210,144 +174,15 @@ pub fn output_shape(node: usize, n: &Node, shapes: &[Vec<u32>]) -> Result<Vec<u3
     for id in n.inputs() {
         tensor_shape(node, id, shapes)?;
     }
-    let first = tensor_shape(node, n.inputs()[0], shapes)?;
-    let out = match n {
-        Node::Dense(d) => {
-            let k = *first.last().unwrap_or(&0) as u64;
-            let nf = d.out_features;
-            zero_channels(node, nf)?;
-            let mut s = first.to_vec();
-            *s.last_mut().unwrap_or(&mut 0) = nf;
-            checked_elems(node, &s)?;
-            check_layer_arrays(node, nf, k, &d.out, &d.bias, d.weights.len())?;
-            s
-        }
-        Node::Conv(c) => {
-            check_groups(node, first[0], c.out_channels, c.groups)?;
-            let (ch, h, w) = if c.one_d {
-                expect_rank(node, first, 2)?;
-                if c.window.kernel[0] != 1
-                    || c.window.stride[0] != 1
-                    || c.window.pads[0] != 0
-                    || c.window.pads[2] != 0
-                {
-                    return Err(not_encodable(
-                        node,
-                        "a 1-D window has kernel 1, stride 1, no padding on its first axis".into(),
-                    ));
-                }
-                (first[0], 1, first[1])
-            } else {
-                expect_rank(node, first, 3)?;
-                (first[0], first[1], first[2])
-            };
-            let [oh, ow] = window_output(node, &c.window, h, w)?;
-            zero_channels(node, c.out_channels)?;
-            let s = if c.one_d {
-                vec![c.out_channels, ow]
-            } else {
-                vec![c.out_channels, oh, ow]
-            };
-            checked_elems(node, &s)?;
-            let fan_in =
-                (ch / c.groups) as u64 * c.window.kernel[0] as u64 * c.window.kernel[1] as u64;
-            check_layer_arrays(
-                node,
-                c.out_channels,
-                fan_in,
-                &c.out,
-                &c.bias,
-                c.weights.len(),
-            )?;
-            s
-        }
-        Node::MaxPool(p) | Node::AvgPool(p) => {
-            expect_rank(node, first, 3)?;
-            let [oh, ow] = window_output(node, &p.window, first[1], first[2])?;
-            let s = vec![first[0], oh, ow];
-            checked_elems(node, &s)?;
-            if matches!(n, Node::MaxPool(_)) && p.count_include_pad {
-                return Err(not_encodable(
-                    node,
-                    "MaxPool has no count_include_pad".into(),
-                ));
-            }
-            s
-        }
-        Node::Add(a) => {
-            let second = tensor_shape(node, a.b, shapes)?;
-            if first != second {
-                return Err(ModelError::at(
-                    Code::AddShapeMismatch,
-                    node,
-                    format!("shapes {first:?} and {second:?} differ (no broadcasting)"),
-                ));
-            }
-            if a.out.requant.len() != 1 {
-                return Err(not_encodable(
-                    node,
-                    "Add has exactly one output multiplier".into(),
-                ));
-            }
-            first.to_vec()
-        }
-        Node::Reshape { shape, .. } => {
-            check_shape(node, shape)?;
-            if numel(shape) != numel(first) {
-                return Err(ModelError::at(
-                    Code::ReshapeMismatch,
-                    node,
-                    format!("cannot reshape {first:?} to {shape:?}"),
-                ));
-            }
-            shape.clone()
-        }
-        Node::Clamp { .. } | Node::Lut { .. } | Node::Softmax { .. } => first.to_vec(),
-    };
-    Ok(out)
-}
-
-fn zero_channels(node: usize, channels: u32) -> Result<(), ModelError> {
-    if channels == 0 {
-        return Err(ModelError::at(
-            Code::ZeroDim,
-            node,
-            "a layer needs at least one output channel".to_string(),
-        ));
-    }
-    Ok(())
-}
-
-fn check_layer_arrays(
-    node: usize,
-    channels: u32,
-    fan_in: u64,
-    out: &Output,
-    bias: &[i32],
-    weights: usize,
-) -> Result<(), ModelError> {
-    let rq = out.requant.len();
-    if rq != 1 && rq != channels as usize {
-        return Err(not_encodable(
-            node,
-            format!("{rq} multipliers for {channels} channels"),
-        ));
-    }
-    if bias.len() != channels as usize || weights as u64 != channels as u64 * fan_in {
-        return Err(not_encodable(
-            node,
-            format!(
-                "{} biases and {weights} weights; shapes need {channels} and {}",
-                bias.len(),
-                channels as u64 * fan_in
-            ),
-        ));
-    }
-    Ok(())
+    n.own_output_shape(node, shapes)
 }
 
 /// A scale or multiplier must be normalised (`mult ≥ 2^30`), then have its shift in `shifts`.
-fn check_scale(node: usize, s: Scale, shifts: RangeInclusive<i8>) -> Result<(), ModelError> {
+pub(crate) fn check_scale(
+    node: usize,
+    s: Scale,
+    shifts: RangeInclusive<i8>,
+) -> Result<(), ModelError> {
     if s.mult < MULT_MIN {
         return Err(ModelError::at(
             Code::MultNotNormalized,
@@ -365,11 +200,11 @@ fn check_scale(node: usize, s: Scale, shifts: RangeInclusive<i8>) -> Result<(), 
     Ok(())
 }
 
-fn check_requant(node: usize, rq: Requant) -> Result<(), ModelError> {
+pub(crate) fn check_requant(node: usize, rq: Requant) -> Result<(), ModelError> {
     check_scale(node, rq, REQUANT_SHIFTS)
 }
 
-fn check_act(node: usize, min: i8, max: i8) -> Result<(), ModelError> {
+pub(crate) fn check_act(node: usize, min: i8, max: i8) -> Result<(), ModelError> {
     if min > max {
         return Err(ModelError::at(
             Code::EmptyClamp,
@@ -390,7 +225,7 @@ fn overflow(node: usize, what: &str, bound: u128) -> ModelError {
 
 /// Bound on `|MultiplyByQuantizedMultiplier(x, rq)|` for `|x| <= x_bound`, after checking that
 /// `x_bound · 2^left` fits int32 (which also proves `x` itself does).
-fn mbq_bound(node: usize, x_bound: u64, rq: Requant) -> Result<u64, ModelError> {
+pub(crate) fn mbq_bound(node: usize, x_bound: u64, rq: Requant) -> Result<u64, ModelError> {
     let left = rq.shift.max(0) as u32;
     let right = (-rq.shift).max(0) as u32;
     let lifted = (x_bound as u128) << left;
@@ -403,7 +238,7 @@ fn mbq_bound(node: usize, x_bound: u64, rq: Requant) -> Result<u64, ModelError> 
 
 /// Proves `REQUANT(acc) = clamp(MBQ(acc) + zero_point, ..)` stays in int32 for every
 /// `|acc| <= acc_bound`: `acc · 2^left` fits, and `bound(MBQ) + |zero_point| ≤ 2^31 − 1`.
-fn requant_bound(
+pub(crate) fn requant_bound(
     node: usize,
     acc_bound: u64,
     rq: Requant,
@@ -420,26 +255,12 @@ fn requant_bound(
     Ok(())
 }
 
-/// The output scale a tensor must have, when the graph fixes it: the input's scale (tensor 0),
-/// Softmax's 1/256, or that of the input of a node that keeps its input's quantization.
-/// `None` when the producing node sets a new scale (Dense, Conv, Add, Lut).
-fn fixed_scale(n: &Node, scales: &[Option<Scale>]) -> Option<Scale> {
-    match n {
-        Node::Softmax { .. } => Some(SOFTMAX_SCALE),
-        Node::MaxPool(Pool { input, .. })
-        | Node::AvgPool(Pool { input, .. })
-        | Node::Clamp { input, .. }
-        | Node::Reshape { input, .. } => scales.get(*input as usize).copied().flatten(),
-        Node::Dense(_) | Node::Conv(_) | Node::Add(_) | Node::Lut { .. } => None,
-    }
-}
-
 /// The output scale the graph of a (valid) model fixes, if any: a model must declare exactly
 /// this one. For generators and converters.
 pub fn fixed_output_scale(model: &Model) -> Option<Scale> {
     let mut scales = vec![Some(model.input_quant.scale)];
     for n in &model.nodes {
-        let s = fixed_scale(n, &scales);
+        let s = n.fixed_scale(&scales);
         scales.push(s);
     }
     scales.pop().flatten()
@@ -465,7 +286,7 @@ pub struct Validator {
     a: Analysis,
     activations: u64,
     output_scale: Scale,
-    /// Fixed scale of every tensor so far ([`fixed_scale`]).
+    /// Fixed scale of every tensor so far ([`Node::fixed_scale`]).
     scales: Vec<Option<Scale>>,
 }
 
@@ -507,71 +328,9 @@ impl Validator {
         let a = &mut self.a;
         let shape = output_shape(i, n, &a.shapes)?;
         let out_elems = numel(&shape);
-        let in_zp = a.zero_points[n.inputs()[0] as usize];
-        let (zp, params) = match n {
-            Node::Dense(d) => {
-                check_layer(i, &d.out, &d.bias, &d.weights)?;
-                (
-                    d.out.zero_point,
-                    d.weights.len() as u64 + d.bias.len() as u64,
-                )
-            }
-            Node::Conv(c) => {
-                check_layer(i, &c.out, &c.bias, &c.weights)?;
-                let spatial = out_elems / c.out_channels as u64;
-                let fan_in = c.weights.len() as u64 / c.out_channels as u64;
-                let im2col = spatial * fan_in * c.groups as u64;
-                if im2col > MAX_IM2COL_ELEMS {
-                    return Err(ModelError::at(
-                        Code::Im2colTooLarge,
-                        i,
-                        format!("im2col of {im2col} elements exceeds {MAX_IM2COL_ELEMS}"),
-                    ));
-                }
-                (
-                    c.out.zero_point,
-                    c.weights.len() as u64 + c.bias.len() as u64,
-                )
-            }
-            Node::MaxPool(p) | Node::AvgPool(p) => {
-                if p.count_include_pad && p.window.pads == [0; 4] {
-                    // Without padding both flag values compute the same: 0 is the canonical one.
-                    return Err(ModelError::at(
-                        Code::PadFlagNotCanonical,
-                        i,
-                        "count_include_pad = 1 without padding",
-                    ));
-                }
-                (in_zp, 0)
-            }
-            Node::Add(ad) => {
-                check_requant(i, ad.a_requant)?;
-                check_requant(i, ad.b_requant)?;
-                check_requant(i, ad.out.requant[0])?;
-                check_act(i, ad.out.act_min, ad.out.act_max)?;
-                let lifted = 255u64 << ADD_LEFT_SHIFT;
-                let sum = mbq_bound(i, lifted, ad.a_requant)? + mbq_bound(i, lifted, ad.b_requant)?;
-                requant_bound(i, sum, ad.out.requant[0], ad.out.zero_point)?;
-                (ad.out.zero_point, 0)
-            }
-            Node::Clamp { min, max, .. } => {
-                check_act(i, *min, *max)?;
-                (in_zp, 0)
-            }
-            Node::Reshape { .. } => (in_zp, 0),
-            Node::Lut { zero_point, .. } => (*zero_point, 256),
-            Node::Softmax { exp_table, .. } => {
-                if exp_table[0] == 0 {
-                    return Err(ModelError::at(
-                        Code::ExpTableZero,
-                        i,
-                        "exp_table[0] (the maximum's weight) must be at least 1",
-                    ));
-                }
-                (SOFTMAX_ZERO_POINT, 256)
-            }
-        };
-        let cost = node_cost(n, &a.shapes, &shape);
+        let checked = n.check(i, &a.zero_points, &a.shapes, &shape)?;
+        let (zp, params) = (checked.zero_point, checked.params);
+        let cost = n.cost(&a.shapes, &shape);
         a.total.macs += cost.macs;
         a.total.elems += cost.elems;
         a.params += params;
@@ -579,7 +338,7 @@ impl Validator {
         a.costs.push(cost);
         a.zero_points.push(zp);
         a.shapes.push(shape);
-        let scale = fixed_scale(n, &self.scales);
+        let scale = n.fixed_scale(&self.scales);
         self.scales.push(scale);
         Ok(())
     }
@@ -616,37 +375,5 @@ impl Validator {
     }
 }
 
-/// Left shift applied to both inputs of Add before rescaling (TFLite's value).
-pub const ADD_LEFT_SHIFT: u32 = 20;
-/// Softmax outputs probabilities with scale 1/256 and this zero point.
-pub const SOFTMAX_ZERO_POINT: i8 = -128;
-/// Softmax's output scale, 1/256 = 2^30 · 2^(−7 − 31).
-pub const SOFTMAX_SCALE: Scale = Scale {
-    mult: 1 << 30,
-    shift: -7,
-};
-
-/// Checks a Dense/Conv layer's parameters in SPEC order: each multiplier, the per-channel
-/// encoding, the fused clamp, then for every output channel that the largest possible
-/// accumulator `|bias| + 255 · Σ|w|` survives requantization in int32.
-fn check_layer(node: usize, out: &Output, bias: &[i32], weights: &[i8]) -> Result<(), ModelError> {
-    for &rq in &out.requant {
-        check_requant(node, rq)?;
-    }
-    if out.requant.len() > 1 && out.requant.windows(2).all(|p| p[0] == p[1]) {
-        return Err(ModelError::at(
-            Code::PerChannelNotCanonical,
-            node,
-            "per-channel multipliers that are all equal (per_channel = 0 is canonical)",
-        ));
-    }
-    check_act(node, out.act_min, out.act_max)?;
-    let fan_in = weights.len() / bias.len();
-    for (ch, row) in weights.chunks(fan_in).enumerate() {
-        let abs_w: u64 = row.iter().map(|&w| (w as i64).unsigned_abs()).sum();
-        let bound = (bias[ch] as i64).unsigned_abs() + 255 * abs_w;
-        let rq = out.requant[if out.requant.len() == 1 { 0 } else { ch }];
-        requant_bound(node, bound, rq, out.zero_point)?;
-    }
-    Ok(())
-}
+pub use crate::ops::add::ADD_LEFT_SHIFT;
+pub use crate::ops::softmax::{SOFTMAX_SCALE, SOFTMAX_ZERO_POINT};

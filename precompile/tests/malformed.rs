@@ -140,32 +140,31 @@ fn declared_shapes() {
     assert_eq!(reject(&m), (Code::BadRank, HEADER));
     // A Reshape's declared shape, at its node.
     let mut m = small();
-    m.nodes.push(Node::Reshape {
+    m.nodes.push(Node::Reshape(Reshape {
         input: 1,
         shape: vec![],
-    });
+    }));
     assert_eq!(reject(&m), (Code::BadRank, 1));
-    m.nodes[1] = Node::Reshape {
+    m.nodes[1] = Node::Reshape(Reshape {
         input: 1,
         shape: vec![2, 0],
-    };
+    });
     assert_eq!(reject(&m), (Code::ZeroDim, 1));
-    m.nodes[1] = Node::Reshape {
+    m.nodes[1] = Node::Reshape(Reshape {
         input: 1,
         shape: vec![3],
-    };
+    });
     assert_eq!(reject(&m), (Code::ReshapeMismatch, 1));
     // A pool whose output outgrows the limit, through padding.
     let mut m = small();
     m.input_shape = vec![1, 1, 1];
-    m.nodes = vec![Node::MaxPool(Pool {
+    m.nodes = vec![Node::MaxPool(MaxPool {
         input: 0,
         window: Window {
             kernel: [2000, 2000],
             stride: [1, 1],
             pads: [1999; 4],
         },
-        count_include_pad: false,
     })];
     m.output_scale = m.input_quant.scale;
     assert_eq!(reject(&m), (Code::TensorTooLarge, 0));
@@ -247,7 +246,7 @@ fn flags_and_canonical_forms() {
         let mut m = small();
         m.input_shape = vec![1, 2, 2];
         m.output_scale = m.input_quant.scale;
-        m.nodes = vec![Node::AvgPool(Pool {
+        m.nodes = vec![Node::AvgPool(AvgPool {
             input: 0,
             window: Window {
                 kernel: [2, 2],
@@ -271,15 +270,15 @@ fn output_scale_fixed_by_the_graph() {
     let softmax = |output_scale: Scale, reshape: bool| {
         let mut m = small();
         m.output_scale = output_scale;
-        m.nodes.push(Node::Softmax {
+        m.nodes.push(Node::Softmax(Softmax {
             input: 1,
             exp_table: Box::new([1; 256]),
-        });
+        }));
         if reshape {
-            m.nodes.push(Node::Reshape {
+            m.nodes.push(Node::Reshape(Reshape {
                 input: 2,
                 shape: vec![1, 2],
-            });
+            }));
         }
         m
     };
@@ -301,11 +300,11 @@ fn output_scale_fixed_by_the_graph() {
     }
     // A graph that only clamps its input keeps the input's scale.
     let mut m = small();
-    m.nodes = vec![Node::Clamp {
+    m.nodes = vec![Node::Clamp(Clamp {
         input: 0,
         min: 0,
         max: 127,
-    }];
+    })];
     m.output_scale.shift = -5;
     assert_eq!(reject(&m), (Code::OutputScaleMismatch, HEADER));
     m.output_scale = m.input_quant.scale;
@@ -404,34 +403,33 @@ fn graph_errors() {
     dense_mut(&mut m).input = 1; // reads its own output
     assert_eq!(reject(&m), (Code::BadTensorRef, 0));
     let mut m = small();
-    m.nodes.push(Node::Clamp {
+    m.nodes.push(Node::Clamp(Clamp {
         input: 1,
         min: 5,
         max: 4,
-    });
+    }));
     assert_eq!(reject(&m), (Code::EmptyClamp, 1));
     let mut m = small();
     dense_mut(&mut m).out.act_min = 1;
     dense_mut(&mut m).out.act_max = 0;
     assert_eq!(reject(&m), (Code::EmptyClamp, 0));
     let mut m = small();
-    m.nodes.push(Node::Softmax {
+    m.nodes.push(Node::Softmax(Softmax {
         input: 1,
         exp_table: Box::new([0; 256]),
-    });
+    }));
     assert_eq!(reject(&m), (Code::ExpTableZero, 1));
     let mut m = small();
-    m.nodes.push(Node::MaxPool(Pool {
+    m.nodes.push(Node::MaxPool(MaxPool {
         input: 1,
         window: identity_window(),
-        count_include_pad: false,
     }));
     assert_eq!(reject(&m), (Code::InputRank, 1));
     let mut m = small();
-    m.nodes.push(Node::Reshape {
+    m.nodes.push(Node::Reshape(Reshape {
         input: 1,
         shape: vec![1, 2],
-    });
+    }));
     m.nodes.push(Node::Add(Add {
         a: 1,
         b: 2,
@@ -523,11 +521,11 @@ fn check_order() {
     let mut m = small();
     dense_mut(&mut m).out.act_min = 1;
     dense_mut(&mut m).out.act_max = 0;
-    m.nodes.push(Node::Clamp {
+    m.nodes.push(Node::Clamp(Clamp {
         input: 1,
         min: 0,
         max: 0,
-    });
+    }));
     let mut bytes = encode(&m);
     bytes.pop();
     assert_eq!(err(&bytes), (Code::EmptyClamp, 0));
@@ -538,21 +536,21 @@ fn check_order() {
     // Trailing bytes come before the whole-model checks.
     let mut m = small();
     m.output_scale.shift = -5;
-    m.nodes = vec![Node::Clamp {
+    m.nodes = vec![Node::Clamp(Clamp {
         input: 0,
         min: 0,
         max: 1,
-    }];
+    })];
     let mut bytes = encode(&m);
     assert_eq!(err(&bytes), (Code::OutputScaleMismatch, HEADER));
     bytes.push(0);
     assert_eq!(err(&bytes), (Code::TrailingBytes, HEADER));
     // Tensor references are checked as they are read, before the fields that follow.
     let mut m = small();
-    m.nodes.push(Node::Reshape {
+    m.nodes.push(Node::Reshape(Reshape {
         input: 5,
         shape: vec![],
-    });
+    }));
     assert_eq!(reject(&m), (Code::BadTensorRef, 1));
     // A multiplier's mult before its shift; multipliers before the fused clamp.
     let mut m = small();
@@ -613,7 +611,7 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
                 1 => a.b = rng.range(0, i as i64 + 2) as u16,
                 _ => a.out.requant[0].mult = rng.range(0, i32::MAX as i64) as i32,
             },
-            Node::Clamp { input, min, .. } => {
+            Node::Clamp(Clamp { input, min, .. }) => {
                 if rng.chance(50) {
                     *min = rng.i8();
                 } else {
@@ -621,9 +619,9 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
                 }
             }
             // Rank 5, a zero dimension, or twice the elements: rejected at this node.
-            Node::Reshape { shape, .. } => shape.push(rng.range(0, 1) as u32 * 2),
-            Node::Lut { input, .. } => *input = forward(rng),
-            Node::Softmax { exp_table, .. } => exp_table[0] = rng.range(0, 1) as u16,
+            Node::Reshape(Reshape { shape, .. }) => shape.push(rng.range(0, 1) as u32 * 2),
+            Node::Lut(Lut { input, .. }) => *input = forward(rng),
+            Node::Softmax(Softmax { exp_table, .. }) => exp_table[0] = rng.range(0, 1) as u16,
         },
     }
 }

@@ -420,10 +420,9 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![2, 5, 5],
                 0,
-                vec![Node::MaxPool(Pool {
+                vec![Node::MaxPool(MaxPool {
                     input: 0,
                     window: win([3, 3], [2, 2], [1, 1, 1, 1]),
-                    count_include_pad: false,
                 })],
             ),
             inputs: vec![vec![-128; 50], seq(50, 127, -5)],
@@ -434,7 +433,7 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![1, 4, 4],
                 0,
-                vec![Node::AvgPool(Pool {
+                vec![Node::AvgPool(AvgPool {
                     input: 0,
                     window: win([2, 2], [2, 2], [1, 1, 1, 1]),
                     count_include_pad: false,
@@ -453,7 +452,7 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![2, 3, 3],
                 20,
-                vec![Node::AvgPool(Pool {
+                vec![Node::AvgPool(AvgPool {
                     input: 0,
                     window: win([3, 3], [1, 1], [1, 1, 1, 1]),
                     count_include_pad: true,
@@ -468,15 +467,15 @@ pub fn cases() -> Vec<Case> {
                 vec![3, 2, 3],
                 0,
                 vec![
-                    Node::AvgPool(Pool {
+                    Node::AvgPool(AvgPool {
                         input: 0,
                         window: win([2, 3], [1, 1], [0, 0, 0, 0]),
                         count_include_pad: false,
                     }),
-                    Node::Reshape {
+                    Node::Reshape(Reshape {
                         input: 1,
                         shape: vec![3],
-                    },
+                    }),
                 ],
             ),
             inputs: vec![vec![
@@ -530,11 +529,11 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![256],
                 -3,
-                vec![Node::Clamp {
+                vec![Node::Clamp(Clamp {
                     input: 0,
                     min: -3,
                     max: 127,
-                }],
+                })],
             ),
             inputs: vec![all_int8()],
         },
@@ -544,14 +543,14 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![256],
                 0,
-                vec![Node::Lut {
+                vec![Node::Lut(Lut {
                     input: 0,
                     zero_point: -128,
                     table: Box::new(std::array::from_fn(|i| {
                         let x = (i as f64 - 128.0) / 16.0;
                         ((256.0 / (1.0 + (-x).exp())).round() - 128.0).clamp(-128.0, 127.0) as i8
                     })),
-                }],
+                })],
             ),
             inputs: vec![all_int8()],
         },
@@ -561,12 +560,12 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![4, 4],
                 0,
-                vec![Node::Softmax {
+                vec![Node::Softmax(Softmax {
                     input: 0,
                     exp_table: Box::new(std::array::from_fn(|d| {
                         ((-(d as f64) / 16.0).exp() * 65535.0).round() as u16
                     })),
-                }],
+                })],
             ),
             inputs: vec![vec![
                 5, 5, 5, 5, 127, -128, -128, -128, 10, 10, 0, 0, -128, 127, 0, 64,
@@ -578,10 +577,10 @@ pub fn cases() -> Vec<Case> {
             model: model(
                 vec![3, 3],
                 0,
-                vec![Node::Softmax {
+                vec![Node::Softmax(Softmax {
                     input: 0,
                     exp_table: Box::new(std::array::from_fn(|d| (d == 0) as u16)),
-                }],
+                })],
             ),
             inputs: vec![vec![1, 2, 3, 3, 3, 0, 7, 7, 7]],
         },
@@ -606,12 +605,12 @@ pub fn cases() -> Vec<Case> {
                         vec![10, 0, -10],
                         seq(18, 120, -13),
                     ),
-                    Node::Softmax {
+                    Node::Softmax(Softmax {
                         input: 2,
                         exp_table: Box::new(std::array::from_fn(|d| {
                             ((-(d as f64) / 10.0).exp() * 65535.0).round() as u16
                         })),
-                    },
+                    }),
                 ],
             ),
             inputs: vec![seq(8, -100, 29), seq(8, 127, -31), vec![0; 8]],
@@ -632,15 +631,14 @@ pub fn cases() -> Vec<Case> {
                         vec![0, 64],
                         seq(18, -45, 5),
                     ),
-                    Node::MaxPool(Pool {
+                    Node::MaxPool(MaxPool {
                         input: 1,
                         window: win([2, 2], [2, 2], [0, 0, 0, 0]),
-                        count_include_pad: false,
                     }),
-                    Node::Reshape {
+                    Node::Reshape(Reshape {
                         input: 2,
                         shape: vec![18],
-                    },
+                    }),
                     dense(
                         3,
                         4,
@@ -714,12 +712,16 @@ fn rnd(seed: u64, n: usize) -> Vec<i8> {
     Rng::new(seed).bytes(n)
 }
 
-fn pool(input: TensorId, window: Window, count_include_pad: bool) -> Pool {
-    Pool {
+fn pool(input: TensorId, window: Window, count_include_pad: bool) -> AvgPool {
+    AvgPool {
         input,
         window,
         count_include_pad,
     }
+}
+
+fn max_pool(input: TensorId, window: Window) -> MaxPool {
+    MaxPool { input, window }
 }
 
 fn add(a: TensorId, b: TensorId, a_requant: Requant, b_requant: Requant, out: Output) -> Node {
@@ -733,18 +735,18 @@ fn add(a: TensorId, b: TensorId, a_requant: Requant, b_requant: Requant, out: Ou
 }
 
 fn softmax(input: TensorId, table: impl Fn(usize) -> u16) -> Node {
-    Node::Softmax {
+    Node::Softmax(Softmax {
         input,
         exp_table: Box::new(std::array::from_fn(table)),
-    }
+    })
 }
 
 fn lut(input: TensorId, zero_point: i8, table: impl Fn(usize) -> i8) -> Node {
-    Node::Lut {
+    Node::Lut(Lut {
         input,
         zero_point,
         table: Box::new(std::array::from_fn(table)),
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -803,10 +805,10 @@ fn edge_cases() -> Vec<Case> {
                     vec![1, 2, 3, 4],
                     -2,
                     vec![
-                        Node::Reshape {
+                        Node::Reshape(Reshape {
                             input: 0,
                             shape: vec![2, 3, 2, 2],
-                        },
+                        }),
                         lut(1, 5, |i| ((i * 7) % 256) as u8 as i8),
                         add(
                             2,
@@ -815,11 +817,11 @@ fn edge_cases() -> Vec<Case> {
                             rq(0x6000_0000, -1),
                             plain(vec![rq(HALF, -19)]),
                         ),
-                        Node::Clamp {
+                        Node::Clamp(Clamp {
                             input: 3,
                             min: -100,
                             max: 90,
-                        },
+                        }),
                         softmax(4, |d| ((-(d as f64) / 12.0).exp() * 65535.0).round() as u16),
                     ],
                 )
@@ -1005,10 +1007,10 @@ fn edge_cases() -> Vec<Case> {
                             vec![0; 331],
                             (0..331).map(|o| (o % 3) as i8 - 1).collect(),
                         ),
-                        Node::Reshape {
+                        Node::Reshape(Reshape {
                             input: 1,
                             shape: vec![65538],
-                        },
+                        }),
                         softmax(2, |d| ((-(d as f64) / 32.0).exp() * 65535.0).round() as u16),
                     ],
                 )
@@ -1062,10 +1064,9 @@ fn edge_cases() -> Vec<Case> {
             model: model(
                 vec![2, 7, 9],
                 0,
-                vec![Node::MaxPool(pool(
+                vec![Node::MaxPool(max_pool(
                     0,
                     win([5, 4], [1, 2], [4, 0, 1, 3]),
-                    false,
                 ))],
             ),
             inputs: vec![rnd(2, 126)],
@@ -1100,10 +1101,9 @@ fn edge_cases() -> Vec<Case> {
             model: model(
                 vec![3, 8, 8],
                 0,
-                vec![Node::MaxPool(pool(
+                vec![Node::MaxPool(max_pool(
                     0,
                     win([1, 2], [4, 3], [0, 1, 0, 1]),
-                    false,
                 ))],
             ),
             inputs: vec![rnd(5, 192)],
@@ -1141,11 +1141,11 @@ fn edge_cases() -> Vec<Case> {
             model: model(
                 vec![256],
                 0,
-                vec![Node::Clamp {
+                vec![Node::Clamp(Clamp {
                     input: 0,
                     min: 17,
                     max: 17,
-                }],
+                })],
             ),
             inputs: vec![all_int8()],
         },
@@ -1156,16 +1156,16 @@ fn edge_cases() -> Vec<Case> {
                 vec![256],
                 0,
                 vec![
-                    Node::Clamp {
+                    Node::Clamp(Clamp {
                         input: 0,
                         min: -128,
                         max: -128,
-                    },
-                    Node::Clamp {
+                    }),
+                    Node::Clamp(Clamp {
                         input: 1,
                         min: 127,
                         max: 127,
-                    },
+                    }),
                 ],
             ),
             inputs: vec![all_int8()],
@@ -1185,11 +1185,11 @@ fn edge_cases() -> Vec<Case> {
                         seq(36, -90, 5),
                     ),
                     lut(1, 0, |i| (127 - i as i32) as i8),
-                    Node::Clamp {
+                    Node::Clamp(Clamp {
                         input: 0,
                         min: -50,
                         max: 50,
-                    },
+                    }),
                     dense(
                         1,
                         6,
@@ -1234,11 +1234,11 @@ fn edge_cases() -> Vec<Case> {
                         vec![-3000, 0, 3000, 100],
                         rnd(8, 108),
                     ),
-                    Node::MaxPool(pool(1, win([2, 2], [2, 2], [0; 4]), false)),
-                    Node::Reshape {
+                    Node::MaxPool(max_pool(1, win([2, 2], [2, 2], [0; 4]))),
+                    Node::Reshape(Reshape {
                         input: 2,
                         shape: vec![64],
-                    },
+                    }),
                     dense(3, 5, plain(vec![rq(HALF, -11)]), vec![0; 5], rnd(9, 320)),
                 ],
             ),
@@ -1343,10 +1343,12 @@ fn patched(mut bytes: Vec<u8>, at: usize, value: u8) -> Vec<u8> {
 
 fn clamps(input_shape: Vec<u32>, n: usize) -> Vec<u8> {
     let nodes = (0..n)
-        .map(|i| Node::Clamp {
-            input: i as TensorId,
-            min: -1,
-            max: 1,
+        .map(|i| {
+            Node::Clamp(Clamp {
+                input: i as TensorId,
+                min: -1,
+                max: 1,
+            })
         })
         .collect();
     encode(&model(input_shape, 0, nodes))
@@ -1525,21 +1527,21 @@ pub fn rejections() -> Vec<Rejection> {
             encode(&Model {
                 // Built without `model()`, which infers the output scale of valid graphs only.
                 nodes: vec![
-                    Node::Clamp {
+                    Node::Clamp(Clamp {
                         input: 0,
                         min: -1,
                         max: 1,
-                    },
-                    Node::Clamp {
+                    }),
+                    Node::Clamp(Clamp {
                         input: 3,
                         min: -1,
                         max: 1,
-                    },
-                    Node::Clamp {
+                    }),
+                    Node::Clamp(Clamp {
                         input: 2,
                         min: -1,
                         max: 1,
-                    },
+                    }),
                 ],
                 ..model(vec![4], 0, vec![])
             }),
@@ -1559,11 +1561,11 @@ pub fn rejections() -> Vec<Rejection> {
             "input of rank 0",
             single(
                 vec![],
-                Node::Clamp {
+                Node::Clamp(Clamp {
                     input: 0,
                     min: 0,
                     max: 1,
-                },
+                }),
             ),
             Code::BadRank,
         ),
@@ -1572,11 +1574,11 @@ pub fn rejections() -> Vec<Rejection> {
             "input of rank 5",
             single(
                 vec![1, 1, 1, 1, 4],
-                Node::Clamp {
+                Node::Clamp(Clamp {
                     input: 0,
                     min: 0,
                     max: 1,
-                },
+                }),
             ),
             Code::BadRank,
         ),
@@ -1585,11 +1587,11 @@ pub fn rejections() -> Vec<Rejection> {
             "input dimension 0",
             single(
                 vec![3, 0],
-                Node::Clamp {
+                Node::Clamp(Clamp {
                     input: 0,
                     min: 0,
                     max: 1,
-                },
+                }),
             ),
             Code::ZeroDim,
         ),
@@ -1598,39 +1600,39 @@ pub fn rejections() -> Vec<Rejection> {
             "input of 2^20 + 1 elements",
             single(
                 vec![(1 << 20) + 1],
-                Node::Clamp {
+                Node::Clamp(Clamp {
                     input: 0,
                     min: 0,
                     max: 1,
-                },
+                }),
             ),
             Code::TensorTooLarge,
         ),
         r(
             "reject_reshape_rank_5",
             "Reshape to rank 5",
-            base_then(Node::Reshape {
+            base_then(Node::Reshape(Reshape {
                 input: 1,
                 shape: vec![1, 1, 1, 1, 2],
-            }),
+            })),
             Code::BadRank,
         ),
         r(
             "reject_reshape_zero_dim",
             "Reshape to a shape with a 0",
-            base_then(Node::Reshape {
+            base_then(Node::Reshape(Reshape {
                 input: 1,
                 shape: vec![2, 0],
-            }),
+            })),
             Code::ZeroDim,
         ),
         r(
             "reject_reshape_count",
             "Reshape [2] to [3]",
-            base_then(Node::Reshape {
+            base_then(Node::Reshape(Reshape {
                 input: 1,
                 shape: vec![3],
-            }),
+            })),
             Code::ReshapeMismatch,
         ),
         r(
@@ -1667,7 +1669,7 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_maxpool_rank_1",
             "MaxPool2d on a rank-1 tensor",
-            base_then(Node::MaxPool(pool(1, square(1, 1, 0), false))),
+            base_then(Node::MaxPool(max_pool(1, square(1, 1, 0)))),
             Code::InputRank,
         ),
         r(
@@ -1716,10 +1718,7 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_kernel_0",
             "MaxPool2d with a 0x0 kernel",
-            single(
-                vec![1, 3, 3],
-                Node::MaxPool(pool(0, square(0, 1, 0), false)),
-            ),
+            single(vec![1, 3, 3], Node::MaxPool(max_pool(0, square(0, 1, 0)))),
             Code::ZeroKernelOrStride,
         ),
         r(
@@ -1764,11 +1763,11 @@ pub fn rejections() -> Vec<Rejection> {
         r(
             "reject_clamp_empty",
             "Clamp range [5, 4]",
-            base_then(Node::Clamp {
+            base_then(Node::Clamp(Clamp {
                 input: 1,
                 min: 5,
                 max: 4,
-            }),
+            })),
             Code::EmptyClamp,
         ),
         r(
@@ -1829,7 +1828,7 @@ pub fn rejections() -> Vec<Rejection> {
             "a 64x64 MaxPool over a 1024x1024 map: over 2^26 elementwise steps",
             single(
                 vec![1, 1024, 1024],
-                Node::MaxPool(pool(0, square(64, 1, 0), false)),
+                Node::MaxPool(max_pool(0, square(64, 1, 0))),
             ),
             Code::TooManyElems,
         ),
@@ -1874,7 +1873,7 @@ pub fn rejections() -> Vec<Rejection> {
                 ..model(
                     vec![1, 2, 2],
                     0,
-                    vec![Node::MaxPool(pool(0, square(2, 1, 0), false))],
+                    vec![Node::MaxPool(max_pool(0, square(2, 1, 0)))],
                 )
             }),
             Code::OutputScaleMismatch,

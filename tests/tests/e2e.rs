@@ -64,12 +64,12 @@ fn digit_model() -> Model {
                 bias: (0..10).map(|c| -c * 50).collect(),
                 weights,
             }),
-            Node::Softmax {
+            Node::Softmax(Softmax {
                 input: 1,
                 exp_table: Box::new(std::array::from_fn(|d| {
                     ((-(d as f64) / 12.0).exp() * 65535.0).round() as u16
                 })),
-            },
+            }),
         ],
     }
 }

@@ -98,15 +98,14 @@ pub fn conv(rng: &mut Rng, input: TensorId, c: u32, oc: u32, groups: u32) -> Nod
 }
 
 pub fn pool(input: TensorId, window: Window, avg: bool, count_include_pad: bool) -> Node {
-    let p = Pool {
-        input,
-        window,
-        count_include_pad: avg && count_include_pad,
-    };
     if avg {
-        Node::AvgPool(p)
+        Node::AvgPool(AvgPool {
+            input,
+            window,
+            count_include_pad,
+        })
     } else {
-        Node::MaxPool(p)
+        Node::MaxPool(MaxPool { input, window })
     }
 }
 
@@ -126,27 +125,27 @@ pub fn add(a: TensorId, b: TensorId) -> Node {
 }
 
 pub fn softmax(input: TensorId) -> Node {
-    Node::Softmax {
+    Node::Softmax(Softmax {
         input,
         exp_table: Box::new(std::array::from_fn(|d| {
             (65534.0 * (-(d as f64) / 16.0).exp()) as u16 + 1
         })),
-    }
+    })
 }
 
 /// The identity table.
 pub fn lut(input: TensorId) -> Node {
-    Node::Lut {
+    Node::Lut(Lut {
         input,
         zero_point: 0,
         table: Box::new(std::array::from_fn(|i| (i as i32 - 128) as i8)),
-    }
+    })
 }
 
 pub fn clamp(input: TensorId) -> Node {
-    Node::Clamp {
+    Node::Clamp(Clamp {
         input,
         min: -100,
         max: 100,
-    }
+    })
 }

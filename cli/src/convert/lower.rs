@@ -162,10 +162,10 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
         // The output is an earlier tensor (e.g. an Identity chain): make it the last one.
         let shape = u32_shape(&out.shape)?;
         l.emit(
-            m::Node::Reshape {
+            m::Node::Reshape(m::Reshape {
                 input: out.id,
                 shape,
-            },
+            }),
             "(output)".into(),
             "keeps the output last".into(),
         );
@@ -464,11 +464,11 @@ impl Lowerer<'_> {
                         x // already within the bounds (e.g. a ReLU of a non-negative tensor)
                     } else {
                         let id = self.emit(
-                            m::Node::Clamp {
+                            m::Node::Clamp(m::Clamp {
                                 input: x.id,
                                 min,
                                 max,
-                            },
+                            }),
                             node.name.clone(),
                             format!("{:?}, [{min}, {max}]", x.shape),
                         );
@@ -495,11 +495,11 @@ impl Lowerer<'_> {
                     oq.zp
                 );
                 let id = self.emit(
-                    m::Node::Lut {
+                    m::Node::Lut(m::Lut {
                         input: x.id,
                         zero_point: oq.zp,
                         table,
-                    },
+                    }),
                     node.name.clone(),
                     detail,
                 );
@@ -521,10 +521,10 @@ impl Lowerer<'_> {
                 let exp_table = quant::softmax_table(x.q.scale);
                 let detail = format!("{:?}, exp table for input scale {:.4e}", x.shape, x.q.scale);
                 let id = self.emit(
-                    m::Node::Softmax {
+                    m::Node::Softmax(m::Softmax {
                         input: x.id,
                         exp_table,
-                    },
+                    }),
                     node.name.clone(),
                     detail,
                 );
@@ -857,20 +857,20 @@ impl Lowerer<'_> {
                 // Without padding the flag changes nothing, and 0 is its canonical encoding.
                 let count_include_pad =
                     node.int("count_include_pad", 0)? != 0 && window.pads != [0; 4];
-                let pool = m::Pool {
-                    input: x.id,
-                    window: model_window(&window)?,
-                    count_include_pad,
-                };
+                let (input, window) = (x.id, model_window(&window)?);
                 let shape = vec![x.shape[0], oh, ow];
                 let detail = format!(
                     "{:?} -> {shape:?}, kernel {:?} stride {:?} pads {:?}",
                     x.shape, window.kernel, window.stride, window.pads
                 );
                 let mnode = if node.op == "MaxPool" {
-                    m::Node::MaxPool(pool)
+                    m::Node::MaxPool(m::MaxPool { input, window })
                 } else {
-                    m::Node::AvgPool(pool)
+                    m::Node::AvgPool(m::AvgPool {
+                        input,
+                        window,
+                        count_include_pad,
+                    })
                 };
                 let id = self.emit(mnode, node.name.clone(), detail);
                 self.set(&out, Val::Act(Act { id, shape, q: x.q }));
@@ -915,10 +915,10 @@ impl Lowerer<'_> {
         }
         let detail = format!("{:?} -> {shape:?}", x.shape);
         let id = self.emit(
-            m::Node::Reshape {
+            m::Node::Reshape(m::Reshape {
                 input: x.id,
                 shape: u32_shape(&shape)?,
-            },
+            }),
             node.name.clone(),
             detail,
         );

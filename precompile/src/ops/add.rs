@@ -1,0 +1,189 @@
+//! Add (SPEC §3.6, tag 0x06): residual addition of two same-shape tensors, TFLite-style:
+//! both inputs are lifted by `2^20`, rescaled to a common scale, summed and rescaled to the
+//! output.
+
+use super::layer::{put_scale, Output};
+use super::{Checked, Ctx, Op};
+use crate::codec::Reader;
+use crate::cost::Cost;
+use crate::engine::{requantize, EngineTensor, RequantParams};
+use crate::error::{Code, ModelError};
+use crate::model::{Requant, Scale, TensorId};
+use crate::quant::mbq;
+use crate::validate::{check_act, check_requant, mbq_bound, not_encodable, numel, requant_bound};
+
+const TAG: u8 = 0x06;
+
+/// Left shift applied to both inputs before rescaling (TFLite's value).
+pub const ADD_LEFT_SHIFT: u32 = 20;
+/// Passes per element: subtract and lift each input (4), rescale each (2 · 14), sum (1),
+/// requantize the sum (16).
+pub const ADD_PASSES: u64 = 49;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Add {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub a_requant: Requant,
+    pub b_requant: Requant,
+    pub out: Output,
+}
+
+pub struct Prepared {
+    a: TensorId,
+    b: TensorId,
+    /// Multipliers of input a, input b and the output.
+    params: [RequantParams; 3],
+    out: Output,
+}
+
+impl Op for Add {
+    const TAGS: &'static [u8] = &[TAG];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "Add"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.a, self.b]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(Add {
+            a: r.tensor(shapes)?,
+            b: r.tensor(shapes)?,
+            a_requant: r.scale()?,
+            b_requant: r.scale()?,
+            out: Output::read(r, 1)?,
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG);
+        w.extend_from_slice(&self.a.to_le_bytes());
+        w.extend_from_slice(&self.b.to_le_bytes());
+        put_scale(w, self.a_requant);
+        put_scale(w, self.b_requant);
+        self.out.write(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        let (first, second) = (&shapes[self.a as usize], &shapes[self.b as usize]);
+        if first != second {
+            return Err(ModelError::at(
+                Code::AddShapeMismatch,
+                node,
+                format!("shapes {first:?} and {second:?} differ (no broadcasting)"),
+            ));
+        }
+        if self.out.requant.len() != 1 {
+            return Err(not_encodable(
+                node,
+                "Add has exactly one output multiplier".into(),
+            ));
+        }
+        Ok(first.to_vec())
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        check_requant(node, self.a_requant)?;
+        check_requant(node, self.b_requant)?;
+        check_requant(node, self.out.requant[0])?;
+        check_act(node, self.out.act_min, self.out.act_max)?;
+        let lifted = 255u64 << ADD_LEFT_SHIFT;
+        let sum =
+            mbq_bound(node, lifted, self.a_requant)? + mbq_bound(node, lifted, self.b_requant)?;
+        requant_bound(node, sum, self.out.requant[0], self.out.zero_point)?;
+        Ok(Checked {
+            zero_point: self.out.zero_point,
+            params: 0,
+        })
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        None
+    }
+
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+        Cost {
+            macs: 0,
+            elems: ADD_PASSES * numel(out),
+        }
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        let (xa, xb) = (cx.value(self.a), cx.value(self.b));
+        let (za, zb) = (cx.zp(self.a) as i32, cx.zp(self.b) as i32);
+        let rescale = |q: i8, z: i32, rq: Requant| {
+            mbq((q as i32 - z) << ADD_LEFT_SHIFT, rq)
+                .unwrap_or_else(|| unreachable!("validation bounds the lifted inputs"))
+        };
+        xa.iter()
+            .zip(xb)
+            .map(|(&qa, &qb)| {
+                let sum = rescale(qa, za, self.a_requant) + rescale(qb, zb, self.b_requant);
+                self.out.apply(sum, 0)
+            })
+            .collect()
+    }
+
+    fn prepare(&self) -> Prepared {
+        Prepared {
+            a: self.a,
+            b: self.b,
+            params: [
+                RequantParams::new(&[self.a_requant], [1, 1]),
+                RequantParams::new(&[self.b_requant], [1, 1]),
+                RequantParams::new(&self.out.requant, [1, 1]),
+            ],
+            out: self.out.clone(),
+        }
+    }
+
+    fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        let [pa, pb, out] = &p.params;
+        let n = numel(cx.shape(p.a)) as usize;
+        let lift = |id: TensorId| {
+            cx.value(id)
+                .clone()
+                .sub_scalar(cx.zp(id) as i64)
+                .mul_scalar(1i64 << ADD_LEFT_SHIFT)
+                .reshape([1, n])
+        };
+        let sum = pa.apply(lift(p.a)) + pb.apply(lift(p.b));
+        requantize(sum, out, &p.out).flatten(0, 1)
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl Add {
+    /// A residual add of tensor `cur` with any earlier tensor of the same shape (possibly
+    /// itself).
+    pub fn random(
+        rng: &mut crate::random::Rng,
+        cur: TensorId,
+        shape: &[u32],
+        shapes: &[Vec<u32>],
+    ) -> Self {
+        use crate::random::{output, requant};
+        let same: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i] == shape).collect();
+        let other = same[rng.range(0, same.len() as i64 - 1) as usize] as TensorId;
+        Add {
+            a: cur,
+            b: other,
+            a_requant: requant(rng, -3, 0),
+            b_requant: requant(rng, -3, 0),
+            out: Output {
+                requant: vec![requant(rng, -22, -18)],
+                ..output(rng, 1, 1)
+            },
+        }
+    }
+}

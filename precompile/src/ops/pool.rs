@@ -1,0 +1,388 @@
+//! MaxPool2d and AvgPool2d (SPEC §3.5, tags 0x04 and 0x05) over a `[C, H, W]` map; the
+//! output keeps the input's quantization. Both share the window loop that never materialises
+//! padding.
+
+use std::ops::Range;
+
+use super::window::{chw, chw_usize, Window};
+use super::{Checked, Ctx, Op};
+use crate::codec::Reader;
+use crate::cost::{Cost, READ_PASSES};
+use crate::engine::{tensor, values, EngineTensor, WIDE};
+use crate::error::{Code, ModelError};
+use crate::model::{Scale, TensorId};
+use crate::quant::div_round;
+use crate::validate::{checked_elems, expect_rank, numel};
+
+const TAG_MAX: u8 = 0x04;
+const TAG_AVG: u8 = 0x05;
+
+/// The maximum of each window's positions inside the map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaxPool {
+    pub input: TensorId,
+    pub window: Window,
+}
+
+/// The mean of each window, rounded half away from zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvgPool {
+    pub input: TensorId,
+    pub window: Window,
+    /// Padded positions count (holding the zero point) in the divisor.
+    pub count_include_pad: bool,
+}
+
+fn output_shape(
+    node: usize,
+    input: TensorId,
+    window: &Window,
+    shapes: &[Vec<u32>],
+) -> Result<Vec<u32>, ModelError> {
+    let first = &shapes[input as usize];
+    expect_rank(node, first, 3)?;
+    let [oh, ow] = window.output(node, first[1], first[2])?;
+    let s = vec![first[0], oh, ow];
+    checked_elems(node, &s)?;
+    Ok(s)
+}
+
+/// Input read into a flat vector (`READ_PASSES`); per output, a direct loop over the window's
+/// positions inside the map (at most min(KH, H) · min(KW, W)); the output written and turned
+/// into a tensor.
+fn cost(input: &[u32], window: &Window, out: &[u32]) -> Cost {
+    let [_, h, w] = chw(input);
+    let inside = (window.kernel[0] as u64).min(h) * (window.kernel[1] as u64).min(w);
+    Cost {
+        macs: 0,
+        elems: READ_PASSES * numel(input) + numel(out) * (inside + 2),
+    }
+}
+
+/// Both pools keep their input's zero point and scale.
+fn keeps_input(zero_points: &[i8], input: TensorId) -> Checked {
+    Checked {
+        zero_point: zero_points[input as usize],
+        params: 0,
+    }
+}
+
+/// The clipped row and column ranges of every output's window (validation guarantees that
+/// each window overlaps the map, so no range is empty).
+fn windows(win: &Window, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> [Vec<Range<usize>>; 2] {
+    let clip = |n: usize, size: usize, axis: usize| -> Vec<Range<usize>> {
+        let (k, st, p) = (
+            win.kernel[axis] as usize,
+            win.stride[axis] as usize,
+            win.pads[axis] as usize,
+        );
+        (0..n)
+            .map(|o| (o * st).saturating_sub(p)..(o * st + k).saturating_sub(p).min(size))
+            .collect()
+    };
+    [clip(oh, h, 0), clip(ow, w, 1)]
+}
+
+/// Pools the map of `input` with a direct loop over each window's positions inside the map
+/// (the padding is never materialised, so a huge window or padding costs only what it
+/// covers). `reduce(plane, rows, cols)` folds one clipped window of one channel.
+fn run_engine(
+    cx: &Ctx<'_, EngineTensor>,
+    input: TensorId,
+    win: &Window,
+    reduce: impl Fn(&[i64], usize, Range<usize>, Range<usize>) -> i64,
+) -> EngineTensor {
+    let [ch, h, w] = chw_usize(cx.shape(input));
+    let [_, oh, ow] = chw_usize(cx.out_shape());
+    let x = values(cx.value(input).clone());
+    let [rows, cols] = windows(win, [h, w], [oh, ow]);
+    let mut y = Vec::with_capacity(ch * oh * ow);
+    for plane in x.chunks(h * w) {
+        for r in &rows {
+            for c in &cols {
+                y.push(reduce(plane, w, r.clone(), c.clone()));
+            }
+        }
+    }
+    tensor(y, [ch * oh * ow], WIDE)
+}
+
+/// The positions of a clipped window in one plane of width `w`.
+fn positions(
+    plane: &[i64],
+    w: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+) -> impl Iterator<Item = &i64> {
+    rows.flat_map(move |y| plane[y * w + cols.start..y * w + cols.end].iter())
+}
+
+/// SPEC §3.5 one window position at a time: `Some(v)` inside the map, `None` in the padding.
+fn reference(
+    cx: &Ctx<'_, Vec<i8>>,
+    input: TensorId,
+    win: &Window,
+    fold: impl Fn(&mut dyn Iterator<Item = Option<i32>>) -> i8,
+) -> Vec<i8> {
+    let x = cx.value(input);
+    let [ch, h, w] = chw_usize(cx.shape(input));
+    let [_, oh, ow] = chw_usize(cx.out_shape());
+    let [kh, kw] = win.kernel.map(|v| v as usize);
+    let [sh, sw] = win.stride.map(|v| v as usize);
+    let (pt, pl) = (win.pads[0] as isize, win.pads[1] as isize);
+    let mut y = Vec::with_capacity(ch * oh * ow);
+    for c in 0..ch {
+        for r in 0..oh {
+            for s in 0..ow {
+                let mut window =
+                    (0..kh)
+                        .flat_map(|i| (0..kw).map(move |j| (i, j)))
+                        .map(|(i, j)| {
+                            let yy = (r * sh + i) as isize - pt;
+                            let xx = (s * sw + j) as isize - pl;
+                            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                None
+                            } else {
+                                Some(x[(c * h + yy as usize) * w + xx as usize] as i32)
+                            }
+                        });
+                y.push(fold(&mut window));
+            }
+        }
+    }
+    y
+}
+
+impl Op for MaxPool {
+    const TAGS: &'static [u8] = &[TAG_MAX];
+    type Prepared = MaxPool;
+
+    fn name(&self) -> &'static str {
+        "MaxPool2d"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.input]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(MaxPool {
+            input: r.tensor(shapes)?,
+            window: Window::read(r)?,
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG_MAX);
+        w.extend_from_slice(&self.input.to_le_bytes());
+        self.window.write(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        output_shape(node, self.input, &self.window, shapes)
+    }
+
+    fn check(
+        &self,
+        _: usize,
+        zps: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        Ok(keeps_input(zps, self.input))
+    }
+
+    fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
+        scales.get(self.input as usize).copied().flatten()
+    }
+
+    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+        cost(&shapes[self.input as usize], &self.window, out)
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        reference(cx, self.input, &self.window, |window| {
+            window
+                .flatten()
+                .max()
+                .unwrap_or_else(|| unreachable!("every window overlaps the map")) as i8
+        })
+    }
+
+    fn prepare(&self) -> MaxPool {
+        self.clone()
+    }
+
+    fn run(p: &MaxPool, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        run_engine(cx, p.input, &p.window, |plane, w, rows, cols| {
+            positions(plane, w, rows, cols)
+                .copied()
+                .max()
+                .unwrap_or_else(|| unreachable!("every window overlaps the map"))
+        })
+    }
+}
+
+impl Op for AvgPool {
+    const TAGS: &'static [u8] = &[TAG_AVG];
+    type Prepared = AvgPool;
+
+    fn name(&self) -> &'static str {
+        "AvgPool2d"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.input]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(AvgPool {
+            input: r.tensor(shapes)?,
+            window: Window::read(r)?,
+            count_include_pad: r.flag("count_include_pad")?,
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG_AVG);
+        w.extend_from_slice(&self.input.to_le_bytes());
+        self.window.write(w);
+        w.push(self.count_include_pad as u8);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        output_shape(node, self.input, &self.window, shapes)
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        zps: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        if self.count_include_pad && self.window.pads == [0; 4] {
+            // Without padding both flag values compute the same: 0 is the canonical one.
+            return Err(ModelError::at(
+                Code::PadFlagNotCanonical,
+                node,
+                "count_include_pad = 1 without padding",
+            ));
+        }
+        Ok(keeps_input(zps, self.input))
+    }
+
+    fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
+        scales.get(self.input as usize).copied().flatten()
+    }
+
+    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+        cost(&shapes[self.input as usize], &self.window, out)
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        let zx = cx.zp(self.input) as i64;
+        reference(cx, self.input, &self.window, |window| {
+            let (mut sum, mut count) = (0i64, 0i64);
+            for v in window {
+                match v {
+                    Some(v) => sum += v as i64,
+                    None if self.count_include_pad => sum += zx,
+                    None => continue,
+                }
+                count += 1;
+            }
+            div_round(sum, count) as i8
+        })
+    }
+
+    fn prepare(&self) -> AvgPool {
+        self.clone()
+    }
+
+    fn run(p: &AvgPool, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        let kk = p.window.kernel[0] as i64 * p.window.kernel[1] as i64;
+        let z = cx.zp(p.input) as i64;
+        run_engine(cx, p.input, &p.window, |plane, w, rows, cols| {
+            let inside = (rows.len() * cols.len()) as i64;
+            let sum: i64 = positions(plane, w, rows, cols).sum();
+            // Padded positions hold the zero point when they count.
+            if p.count_include_pad {
+                div_round(sum + z * (kk - inside), kk)
+            } else {
+                div_round(sum, inside)
+            }
+        })
+    }
+}
+
+#[cfg(feature = "testkit")]
+/// A random MaxPool or AvgPool reading tensor `cur`, a `[C, H, W]` map.
+pub fn random(rng: &mut crate::random::Rng, cur: TensorId, shape: &[u32]) -> crate::ops::Node {
+    let window = crate::random::window(rng, shape[1], shape[2], false);
+    // Canonical: the flag is 0 when there is no padding (drawn anyway, so seeds keep their
+    // models).
+    let count_include_pad = rng.chance(50) && window.pads != [0; 4];
+    if rng.chance(50) {
+        crate::ops::Node::MaxPool(MaxPool { input: cur, window })
+    } else {
+        crate::ops::Node::AvgPool(AvgPool {
+            input: cur,
+            window,
+            count_include_pad,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{check, model, window};
+    use crate::ops::Node;
+
+    #[test]
+    fn windows_and_padding_larger_than_the_map() {
+        for (kernel, stride, pads) in [
+            ([7, 5], [1, 2], [6, 4, 6, 4]),
+            ([9, 9], [4, 3], [8, 0, 1, 8]),
+            ([2, 3], [5, 7], [1, 2, 0, 0]),
+            ([3, 3], [1, 1], [0, 0, 0, 0]),
+        ] {
+            let win = window(kernel, stride, pads);
+            for node in [
+                Node::MaxPool(MaxPool {
+                    input: 0,
+                    window: win,
+                }),
+                Node::AvgPool(AvgPool {
+                    input: 0,
+                    window: win,
+                    count_include_pad: false,
+                }),
+                Node::AvgPool(AvgPool {
+                    input: 0,
+                    window: win,
+                    // Without padding only 0 is canonical (SPEC §4.2).
+                    count_include_pad: pads != [0; 4],
+                }),
+            ] {
+                check(model(vec![2, 3, 4], vec![node]));
+            }
+        }
+    }
+
+    #[test]
+    fn cost_counts_only_window_positions_inside_the_map() {
+        // Kernel 8191 with padding 8190 on a 1×1 map: 1024×1024 outputs, one position each.
+        let node = MaxPool {
+            input: 0,
+            window: Window {
+                kernel: [8191, 8191],
+                stride: [8, 8],
+                pads: [8190; 4],
+            },
+        };
+        let cost = node.cost(&[vec![1, 1, 1]], &[1, 1024, 1024]);
+        assert_eq!(cost.elems, READ_PASSES + (1 << 20) * 3);
+    }
+}

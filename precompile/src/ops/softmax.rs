@@ -1,0 +1,164 @@
+//! Softmax (SPEC §3.10, tag 0x0A): integer softmax over the last axis. `exp_table[d]`
+//! approximates `exp(−d · scale) · 2^16` for `d = max − x`; the output has scale 1/256 and
+//! zero point −128.
+
+use super::{Checked, Ctx, Op};
+use crate::codec::Reader;
+use crate::cost::Cost;
+use crate::engine::{div_round, tensor, EngineTensor, T, WIDE};
+use crate::error::{Code, ModelError};
+use crate::model::{Scale, TensorId};
+use crate::validate::numel;
+
+const TAG: u8 = 0x0A;
+
+/// Softmax outputs probabilities with scale 1/256 and this zero point.
+pub const SOFTMAX_ZERO_POINT: i8 = -128;
+/// Softmax's output scale, 1/256 = 2^30 · 2^(−7 − 31).
+pub const SOFTMAX_SCALE: Scale = Scale {
+    mult: 1 << 30,
+    shift: -7,
+};
+/// Passes per element: difference to the row maximum, table lookup, scale, the rounded
+/// division (6), zero point, clamp, plus the row max and sum (2 more reads).
+pub const SOFTMAX_PASSES: u64 = 14;
+/// Extra elements charged per row (the row max, sum and broadcast's per-lane setup):
+/// measured ~155 ns per row on rows of 2 (`benches/benches/search.rs`), so 24.
+pub const SOFTMAX_ROW_ELEMS: u64 = 24;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Softmax {
+    pub input: TensorId,
+    pub exp_table: Box<[u16; 256]>,
+}
+
+pub struct Prepared {
+    input: TensorId,
+    table: EngineTensor,
+}
+
+impl Op for Softmax {
+    const TAGS: &'static [u8] = &[TAG];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "Softmax"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.input]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        let input = r.tensor(shapes)?;
+        let mut exp_table = [0u16; 256];
+        for e in &mut exp_table {
+            *e = r.u16()?;
+        }
+        Ok(Softmax {
+            input,
+            exp_table: Box::new(exp_table),
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG);
+        w.extend_from_slice(&self.input.to_le_bytes());
+        for v in self.exp_table.iter() {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn output_shape(&self, _: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        Ok(shapes[self.input as usize].clone())
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        if self.exp_table[0] == 0 {
+            return Err(ModelError::at(
+                Code::ExpTableZero,
+                node,
+                "exp_table[0] (the maximum's weight) must be at least 1",
+            ));
+        }
+        Ok(Checked {
+            zero_point: SOFTMAX_ZERO_POINT,
+            params: 256,
+        })
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        Some(SOFTMAX_SCALE)
+    }
+
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+        let n_out = numel(out);
+        let rows = n_out / *out.last().unwrap_or(&1) as u64;
+        Cost {
+            macs: 0,
+            elems: SOFTMAX_PASSES * n_out + SOFTMAX_ROW_ELEMS * rows,
+        }
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        let x = cx.value(self.input);
+        let l = *cx.shape(self.input).last().unwrap_or(&1) as usize;
+        let mut y = Vec::with_capacity(x.len());
+        for row in x.chunks(l) {
+            let max = row.iter().copied().max().unwrap_or_default() as i32;
+            let e: Vec<i64> = row
+                .iter()
+                .map(|&v| self.exp_table[(max - v as i32) as usize] as i64)
+                .collect();
+            let sum: i64 = e.iter().sum();
+            for ei in e {
+                let p = crate::quant::div_round(256 * ei, sum) + SOFTMAX_ZERO_POINT as i64;
+                y.push(p.clamp(-128, 127) as i8);
+            }
+        }
+        y
+    }
+
+    fn prepare(&self) -> Prepared {
+        Prepared {
+            input: self.input,
+            table: tensor(
+                self.exp_table.iter().map(|&v| v as i64).collect(),
+                [256],
+                WIDE,
+            ),
+        }
+    }
+
+    fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        let l = *cx.shape(p.input).last().unwrap_or(&1) as usize;
+        let x = cx.value(p.input).clone();
+        let rows = x.dims()[0] / l;
+        let x: T<2> = x.reshape([rows, l]);
+        let d = x.clone().max_dim(1) - x; // in 0..=255
+        let e: T<2> = p
+            .table
+            .clone()
+            .select(0, d.flatten(0, 1))
+            .reshape([rows, l]);
+        let sum = e.clone().sum_dim(1).expand([rows, l]);
+        let q = div_round(e.mul_scalar(256), sum).add_scalar(SOFTMAX_ZERO_POINT as i64);
+        q.clamp(-128, 127).flatten(0, 1)
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl Softmax {
+    pub fn random(rng: &mut crate::random::Rng, cur: TensorId) -> Self {
+        Softmax {
+            input: cur,
+            exp_table: Box::new(crate::random::exp_table(rng)),
+        }
+    }
+}
