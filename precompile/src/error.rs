@@ -67,8 +67,8 @@ pub enum Code {
     /// Reshape changes the number of elements.
     ReshapeMismatch = 30,
     /// An in-memory model the encoding cannot express (array lengths that do not match the
-    /// shapes, Add with several multipliers, a Conv1d window on the first axis, MaxPool with
-    /// `count_include_pad`). Never the result of decoding bytes.
+    /// shapes, Add with several multipliers, a Conv1d window on the first axis). Never the
+    /// result of decoding bytes.
     NotEncodable = 31,
     /// `act_min > act_max`, or Clamp's `min > max`.
     EmptyClamp = 40,
