@@ -91,10 +91,10 @@ fn bench_gas(c: &mut Criterion) {
     let mut group = c.benchmark_group("gas");
     group.sample_size(10);
     for (name, model) in shapes() {
-        let analysis = validate::validate(&model).expect("bench models are valid");
-        let gas = gas::inference(&analysis);
-        let input = vec![7i8; analysis.input_len()];
-        let engine = Engine::new(model, analysis);
+        let valid = validate::validate(model).expect("bench models are valid");
+        let gas = gas::inference(&valid);
+        let input = vec![7i8; valid.analysis().input_len()];
+        let engine = Engine::new(valid);
         group.throughput(Throughput::Elements(gas));
         group.bench_function(BenchmarkId::new("infer", name), |b| {
             b.iter(|| engine.run(&input))
@@ -107,10 +107,7 @@ fn bench_gas(c: &mut Criterion) {
         gas::load(big.len(), false) + gas::prepare(1),
     ));
     group.bench_function(BenchmarkId::new("load_cold", "1MiB"), |b| {
-        b.iter(|| {
-            let (m, a) = decode(&big).expect("valid");
-            Engine::new(m, a)
-        })
+        b.iter(|| Engine::new(decode(&big).expect("valid")))
     });
     group.finish();
 }
@@ -122,15 +119,15 @@ fn bench_engine_vs_reference(c: &mut Criterion) {
         .into_iter()
         .filter(|(n, _)| ["mlp_512", "cnn_16x32x32"].contains(n))
     {
-        let analysis = validate::validate(&model).expect("valid");
-        let input = vec![7i8; analysis.input_len()];
-        let engine = Engine::new(model.clone(), analysis.clone());
-        group.throughput(Throughput::Elements(analysis.total.macs));
+        let valid = validate::validate(model).expect("valid");
+        let input = vec![7i8; valid.analysis().input_len()];
+        let engine = Engine::new(valid.clone());
+        group.throughput(Throughput::Elements(valid.analysis().total.macs));
         group.bench_function(BenchmarkId::new("engine", name), |b| {
             b.iter(|| engine.run(&input))
         });
         group.bench_function(BenchmarkId::new("reference", name), |b| {
-            b.iter(|| reference::run(&model, &analysis, &input))
+            b.iter(|| reference::run(&valid, &input))
         });
     }
     group.finish();

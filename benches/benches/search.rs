@@ -125,15 +125,16 @@ fn time(gas: u64, t: &Timing, mut f: impl FnMut()) -> Measure {
 /// Measures one inference of `model`, or says why it is not a candidate.
 fn infer(model: &Model, t: &Timing) -> Result<Measure, String> {
     let bytes = encode(model);
-    let (m, a) = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
+    let valid = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
+    let a = valid.analysis();
     // Every call pays IO_BYTE per input and output byte (calldata, returndata) besides the
     // inference: creating the input tensor and reading the output back are that work.
-    let gas = gas::inference(&a) + gas::IO_BYTE * (a.input_len() + a.output_len()) as u64;
+    let gas = gas::inference(&valid) + gas::IO_BYTE * (a.input_len() + a.output_len()) as u64;
     if gas > GAS_CAP {
         return Err(format!("{gas} gas > cap"));
     }
     let input = vec![7i8; a.input_len()];
-    let engine = Engine::new(m, a);
+    let engine = Engine::new(valid);
     Ok(time(gas, t, || {
         std::hint::black_box(engine.run(&input));
     }))
@@ -146,11 +147,11 @@ fn load(model: &Model, t: &Timing) -> Result<Measure, String> {
     if bytes.len() > limits::MAX_MODEL_BYTES {
         return Err("too large".into());
     }
-    let (m, _) = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
-    let gas = gas::load(bytes.len(), false) + gas::prepare(m.nodes.len());
+    let valid = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
+    let gas = gas::load(bytes.len(), false) + gas::prepare(valid.model().nodes.len());
     Ok(time(gas, t, || {
-        let (m, a) = decode(&bytes).unwrap_or_else(|_| unreachable!("decoded above"));
-        std::hint::black_box(Engine::new(m, a));
+        let valid = decode(&bytes).unwrap_or_else(|_| unreachable!("decoded above"));
+        std::hint::black_box(Engine::new(valid));
     }))
 }
 

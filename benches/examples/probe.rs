@@ -16,10 +16,10 @@ use myelin_precompile::{decode, encode, gas, Engine};
 
 /// Best of 5 runs of the model's inference: gas, time, ns per gas.
 fn time(what: &str, nodes: Vec<Node>) {
-    let (m, a) = decode(&encode(&base(vec![1, 1024, 1024], nodes))).expect("valid model");
-    let gas = gas::inference(&a);
-    let x = vec![1i8; a.input_len()];
-    let engine = Engine::new(m, a);
+    let valid = decode(&encode(&base(vec![1, 1024, 1024], nodes))).expect("valid model");
+    let gas = gas::inference(&valid);
+    let x = vec![1i8; valid.analysis().input_len()];
+    let engine = Engine::new(valid);
     let best = (0..5)
         .map(|_| {
             let t = Instant::now();

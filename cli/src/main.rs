@@ -11,7 +11,7 @@ use myelin_cli::convert::{self, ConvertOptions};
 use myelin_cli::npy;
 use myelin_cli::store::DirStore;
 use myelin_precompile::abi::IMyelin;
-use myelin_precompile::{decode, gas, Analysis, CallContext, Engine, Model, Myelin, Outcome};
+use myelin_precompile::{decode, gas, CallContext, Engine, Myelin, Outcome, ValidModel};
 
 #[derive(Parser)]
 #[command(
@@ -129,11 +129,11 @@ fn main() {
     }
 }
 
-fn load(path: &Path) -> Result<(Vec<u8>, Model, Analysis)> {
+fn load(path: &Path) -> Result<(Vec<u8>, ValidModel)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (model, analysis) = decode(&bytes)
+    let model = decode(&bytes)
         .with_context(|| format!("{} is not a valid Myelin model", path.display()))?;
-    Ok((bytes, model, analysis))
+    Ok((bytes, model))
 }
 
 fn hex0x(bytes: &[u8]) -> String {
@@ -141,7 +141,8 @@ fn hex0x(bytes: &[u8]) -> String {
 }
 
 /// Runs the engine on every row of `x` (float32, natural shape) and dequantizes.
-fn infer_rows(model: &Model, analysis: &Analysis, x: &npy::Array) -> Result<Vec<Vec<f32>>> {
+fn infer_rows(model: &ValidModel, x: &npy::Array) -> Result<Vec<Vec<f32>>> {
+    let analysis = model.analysis();
     let per_row = analysis.input_len();
     ensure!(
         x.shape.len() >= 2 && x.row_len() == per_row,
@@ -149,13 +150,13 @@ fn infer_rows(model: &Model, analysis: &Analysis, x: &npy::Array) -> Result<Vec<
         x.shape,
         analysis.shapes[0]
     );
-    let engine = Engine::new(model.clone(), analysis.clone());
+    let engine = Engine::new(model.clone());
     let data = x.to_f32();
     Ok(data
         .chunks(per_row)
         .map(|row| {
-            let q = convert::quantize_input(model, row);
-            convert::dequantize_output(model, analysis, &engine.run(&q))
+            let q = convert::quantize_input(model.model(), row);
+            convert::dequantize_output(model, &engine.run(&q))
         })
         .collect())
 }
@@ -185,12 +186,13 @@ fn run(cli: Cli) -> Result<()> {
                 output.display(),
                 c.bytes.len(),
                 keccak256(&c.bytes),
-                c.analysis.total.macs,
-                gas::infer_call(&c.analysis, c.bytes.len())
+                c.model.analysis().total.macs,
+                gas::infer_call(&c.model, c.bytes.len())
             );
         }
         Command::Inspect { model } => {
-            let (bytes, m, a) = load(&model)?;
+            let (bytes, v) = load(&model)?;
+            let (m, a) = (v.model(), v.analysis());
             println!("model     {}", model.display());
             println!("id        {}", keccak256(&bytes));
             println!("size      {} bytes, {} parameters", bytes.len(), a.params);
@@ -232,8 +234,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             println!(
                 "gas       {} per infer call (cold model), {} per extra batch item",
-                gas::infer_call(&a, bytes.len()),
-                gas::inference(&a)
+                gas::infer_call(&v, bytes.len()),
+                gas::inference(&v)
             );
             println!("publish   {} gas", gas::publish(bytes.len()));
         }
@@ -243,11 +245,12 @@ fn run(cli: Cli) -> Result<()> {
             output,
             raw,
         } => {
-            let (_, m, a) = load(&model)?;
+            let (_, v) = load(&model)?;
+            let a = v.analysis().clone();
             let x = npy::read(&input)?;
             let out_shape: Vec<usize> = a.output_shape().iter().map(|&d| d as usize).collect();
             if raw {
-                let engine = Engine::new(m, a.clone());
+                let engine = Engine::new(v.clone());
                 let npy::ArrayData::I8(q) = &x.data else {
                     bail!("--raw needs an int8 (|i1) .npy input")
                 };
@@ -263,7 +266,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect();
                 npy::write_i8(&output, &[&[x.rows()][..], &out_shape].concat(), &y)?;
             } else {
-                let y: Vec<f32> = infer_rows(&m, &a, &x)?.concat();
+                let y: Vec<f32> = infer_rows(&v, &x)?.concat();
                 npy::write_f32(&output, &[&[x.rows()][..], &out_shape].concat(), &y)?;
             }
             println!("wrote {} rows to {}", x.rows(), output.display());
@@ -273,8 +276,8 @@ fn run(cli: Cli) -> Result<()> {
             input,
             labels,
         } => {
-            let (_, m, a) = load(&model)?;
-            let ys = infer_rows(&m, &a, &npy::read(&input)?)?;
+            let (_, v) = load(&model)?;
+            let ys = infer_rows(&v, &npy::read(&input)?)?;
             let labels = npy::read(&labels)?
                 .to_i64()
                 .context("labels must be integer class ids")?;
@@ -303,9 +306,9 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Compare { onnx, model, input } => {
-            let (_, m, a) = load(&model)?;
+            let (_, v) = load(&model)?;
             let x = npy::read(&input)?;
-            let q = infer_rows(&m, &a, &x)?;
+            let q = infer_rows(&v, &x)?;
             let f = convert::run_float(&onnx, &x)?.to_f32();
             let per_row = f.len() / x.rows();
             let (mut agree, mut max_err, mut sum_err) = (0usize, 0f32, 0f64);
@@ -345,7 +348,8 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             CalldataCall::Infer { model, input, row } => {
-                let (bytes, m, a) = load(&model)?;
+                let (bytes, v) = load(&model)?;
+                let (m, a) = (v.model(), v.analysis());
                 let x = npy::read(&input)?;
                 ensure!(
                     row < x.rows() && x.row_len() == a.input_len(),
@@ -354,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
                     a.shapes[0]
                 );
                 let values = &x.to_f32()[row * a.input_len()..(row + 1) * a.input_len()];
-                let q: Vec<u8> = convert::quantize_input(&m, values)
+                let q: Vec<u8> = convert::quantize_input(m, values)
                     .into_iter()
                     .map(|v| v as u8)
                     .collect();

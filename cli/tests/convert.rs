@@ -45,25 +45,17 @@ fn run_model(name: &str) -> Run {
     let test_x = data(name, "test_x");
     let float = convert::run_float(&onnx, &test_x).unwrap();
     assert_eq!(float.rows(), test_x.rows());
-    let engine = Engine::new(converted.model.clone(), converted.analysis.clone());
+    let engine = Engine::new(converted.model.clone());
     let xs = test_x.to_f32();
     let mut quant = Vec::new();
     for (i, row) in xs.chunks(test_x.row_len()).enumerate() {
-        let q = convert::quantize_input(&converted.model, row);
+        let q = convert::quantize_input(converted.model.model(), row);
         let y = engine.run(&q);
         if i < 8 {
             // the engine is tested against the scalar reference elsewhere; spot-check here
-            assert_eq!(
-                y,
-                reference::run(&converted.model, &converted.analysis, &q),
-                "{name} row {i}"
-            );
+            assert_eq!(y, reference::run(&converted.model, &q), "{name} row {i}");
         }
-        quant.push(convert::dequantize_output(
-            &converted.model,
-            &converted.analysis,
-            &y,
-        ));
+        quant.push(convert::dequantize_output(&converted.model, &y));
     }
     let f = float.to_f32();
     let float = f.chunks(float.row_len()).map(<[f32]>::to_vec).collect();
@@ -116,7 +108,7 @@ fn classify(name: &str, decide: impl Fn(&[f32]) -> usize) -> Classification {
         c.quant_acc,
         c.agreement,
         r.converted.bytes.len(),
-        r.converted.analysis.total.macs
+        r.converted.model.analysis().total.macs
     );
     c
 }
@@ -189,7 +181,7 @@ fn diabetes_reg_quantizes() {
     println!(
         "diabetes_reg: {n} test rows, int8 vs float |error| max {max_err:.3} mean {mean_err:.3} (target units; \
          output step {:.3}), RMSE vs labels float {frmse:.3} int8 {qrmse:.3}",
-        r.converted.model.output_scale.to_f64() * 100.0
+        r.converted.model.model().output_scale.to_f64() * 100.0
     );
     assert!(max_err <= DIABETES_MAX_ABS_ERROR, "max abs error {max_err}");
     assert!(
@@ -356,23 +348,28 @@ fn check_synthetic(
     let calib = npy::Array::f32(shape(512), rng.vec(512 * row, 1.0));
     let test = npy::Array::f32(shape(32), rng.vec(32 * row, 1.0));
     let converted = convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap();
-    let got: Vec<&str> = converted.model.nodes.iter().map(|n| n.op_name()).collect();
+    let got: Vec<&str> = converted
+        .model
+        .model()
+        .nodes
+        .iter()
+        .map(|n| n.op_name())
+        .collect();
     assert_eq!(got, ops, "{tag}: lowering\n{}", converted.report);
     let float = convert::run_float(&path, &test).unwrap();
     let f = float.to_f32();
-    let engine = Engine::new(converted.model.clone(), converted.analysis.clone());
+    let engine = Engine::new(converted.model.clone());
     let mut max_err = 0f64;
     for (x, fy) in test.to_f32().chunks(row).zip(f.chunks(float.row_len())) {
-        let q = engine.run(&convert::quantize_input(&converted.model, x));
+        let q = engine.run(&convert::quantize_input(converted.model.model(), x));
         assert_eq!(
             q,
             reference::run(
                 &converted.model,
-                &converted.analysis,
-                &convert::quantize_input(&converted.model, x)
+                &convert::quantize_input(converted.model.model(), x)
             )
         );
-        let y = convert::dequantize_output(&converted.model, &converted.analysis, &q);
+        let y = convert::dequantize_output(&converted.model, &q);
         assert_eq!(y.len(), fy.len());
         for (a, b) in y.iter().zip(fy) {
             max_err = max_err.max((a - b).abs() as f64);

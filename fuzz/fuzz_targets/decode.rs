@@ -7,9 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use myelin_precompile::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((model, _)) = decode(data) {
+    if let Ok(valid) = decode(data) {
+        let model = valid.model();
         assert!(
-            encode(&model) == data,
+            encode(model) == data,
             "decode accepted a non-canonical encoding of {model:?}"
         );
     }

@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myelin_precompile::model::{Model, Node, Window};
+use myelin_precompile::model::{AvgPool, MaxPool, Model, Node, Window};
 use myelin_precompile::precompile::model_info;
 use myelin_precompile::random::{self, Rng};
 use myelin_precompile::{decode, encode, reference, Engine};
@@ -30,7 +30,7 @@ fn small_windows(model: &Model) -> bool {
     let ok = |w: &Window| w.kernel.iter().chain(&w.pads).all(|&v| v <= MAX_WINDOW);
     model.nodes.iter().all(|n| match n {
         Node::Conv(c) => ok(&c.window),
-        Node::MaxPool(p) | Node::AvgPool(p) => ok(&p.window),
+        Node::MaxPool(MaxPool { window, .. }) | Node::AvgPool(AvgPool { window, .. }) => ok(window),
         _ => true,
     })
 }
@@ -43,11 +43,11 @@ fn fnv(data: &[u8]) -> u64 {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (model, analysis, tail, seed) = if data.starts_with(b"MYLN") {
-        let Ok((model, analysis)) = decode(data) else {
+    let (valid, tail, seed) = if data.starts_with(b"MYLN") {
+        let Ok(valid) = decode(data) else {
             return;
         };
-        (model, analysis, &[][..], fnv(data))
+        (valid, &[][..], fnv(data))
     } else {
         let mut seed = [0u8; 8];
         let n = data.len().min(8);
@@ -56,15 +56,15 @@ fuzz_target!(|data: &[u8]| {
         let budget = 1 + data.get(8).map_or(0, |&b| b as usize % MAX_GENERATED_NODES);
         let model = random::model(&mut Rng::new(seed), budget);
         let bytes = encode(&model);
-        let (parsed, analysis) = decode(&bytes)
+        let parsed = decode(&bytes)
             .unwrap_or_else(|e| panic!("generator made an invalid model: {e}\n{model:?}"));
-        assert_eq!(parsed, model, "decode(encode(m)) != m");
-        (model, analysis, data.get(9..).unwrap_or_default(), seed)
+        assert_eq!(parsed.model(), &model, "decode(encode(m)) != m");
+        (parsed, data.get(9..).unwrap_or_default(), seed)
     };
-    if !small_windows(&model) {
+    if !small_windows(valid.model()) {
         return;
     }
-    let engine = Engine::new(model, analysis);
+    let engine = Engine::new(valid);
     if model_info(&engine, data.len()).inferGas > MAX_INFER_GAS {
         return;
     }
@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         inputs.push(tail.iter().cycle().take(len).map(|&b| b as i8).collect());
     }
     for input in &inputs {
-        let expected = reference::run(model, analysis, input);
+        let expected = reference::run(engine.valid(), input);
         assert_eq!(expected.len(), analysis.output_len());
         let got = engine.run(input);
         assert!(

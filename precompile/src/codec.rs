@@ -6,7 +6,7 @@ use crate::error::{Code, ModelError, HEADER};
 use crate::limits::MAX_MODEL_BYTES;
 use crate::model::*;
 use crate::ops::layer::put_scale;
-use crate::validate::{self, Analysis, Validator};
+use crate::validate::{self, ValidModel, Validator};
 
 pub const MAGIC: [u8; 4] = *b"MYLN";
 pub const VERSION: u8 = 1;
@@ -16,8 +16,8 @@ pub const VERSION: u8 = 1;
 /// order: each header field is checked as soon as it is read; each node is read (checking
 /// only what reading needs: its tag, the tensors it reads, Conv groups, flags) and then fully
 /// checked by [`Validator::node`] before the next is read; then trailing bytes, then
-/// [`Validator::finish`].
-pub fn decode(bytes: &[u8]) -> Result<(Model, Analysis), ModelError> {
+/// [`Validator::finish_with`].
+pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
     if bytes.len() > MAX_MODEL_BYTES {
         return Err(ModelError::header(
             Code::TooLarge,
@@ -70,8 +70,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Model, Analysis), ModelError> {
             format!("{} bytes after the last node", bytes.len() - r.pos),
         ));
     }
-    let analysis = v.finish()?;
-    Ok((model, analysis))
+    v.finish_with(model)
 }
 
 /// Encodes a model canonically. The model should be valid ([`validate::validate`]); an

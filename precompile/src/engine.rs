@@ -13,7 +13,7 @@ use burn::tensor::{DType, Device, Element, Int, Tensor, TensorData};
 
 use crate::model::*;
 use crate::ops::{Ctx, Prepared};
-use crate::validate::Analysis;
+use crate::validate::{Analysis, ValidModel};
 
 /// Dtype of activations and of everything elementwise.
 pub(crate) const WIDE: DType = DType::I64;
@@ -76,8 +76,7 @@ impl RequantParams {
 /// A validated model with its tensors prepared for burn. Build once per model (the node-local
 /// cache holds these), run many times.
 pub struct Engine {
-    model: Model,
-    analysis: Analysis,
+    valid: ValidModel,
     prepared: Vec<Prepared>,
 }
 
@@ -116,21 +115,21 @@ fn single_thread() -> Option<&'static rayon::ThreadPool> {
 }
 
 impl Engine {
-    pub fn new(model: Model, analysis: Analysis) -> Self {
-        let prepared = model.nodes.iter().map(|n| n.prepare()).collect();
-        Engine {
-            model,
-            analysis,
-            prepared,
-        }
+    pub fn new(valid: ValidModel) -> Self {
+        let prepared = valid.model().nodes.iter().map(|n| n.prepare()).collect();
+        Engine { valid, prepared }
+    }
+
+    pub fn valid(&self) -> &ValidModel {
+        &self.valid
     }
 
     pub fn model(&self) -> &Model {
-        &self.model
+        self.valid.model()
     }
 
     pub fn analysis(&self) -> &Analysis {
-        &self.analysis
+        self.valid.analysis()
     }
 
     /// Runs one inference. `input` must hold exactly `analysis().input_len()` values (the
@@ -147,8 +146,8 @@ impl Engine {
     }
 
     fn run_on_this_thread(&self, input: &[i8]) -> Vec<i8> {
-        let a = &self.analysis;
-        let mut tensors: Vec<T<1>> = Vec::with_capacity(self.model.nodes.len() + 1);
+        let a = self.analysis();
+        let mut tensors: Vec<T<1>> = Vec::with_capacity(self.prepared.len() + 1);
         tensors.push(tensor(
             input.iter().map(|&v| v as i64).collect(),
             [input.len()],

@@ -6,7 +6,7 @@
 //! hunts for the worst (README, "Gas"). `cost.rs` counts every element the engine writes, so
 //! `ELEM_MILLI` also bounds memory: at most `8000 / ELEM_MILLI` bytes per gas (SPEC §5).
 
-use crate::validate::Analysis;
+use crate::validate::ValidModel;
 
 /// Flat part of every call (ABI decoding, dispatch).
 pub const CALL_BASE: u64 = 400;
@@ -79,7 +79,8 @@ pub fn prepare(nodes: usize) -> u64 {
 }
 
 /// Gas of one inference (without the model load and the call's own I/O).
-pub fn inference(a: &Analysis) -> u64 {
+pub fn inference(m: &ValidModel) -> u64 {
+    let a = m.analysis();
     INFER_BASE
         + NODE * a.costs.len() as u64
         + milli(a.total.macs, MAC_MILLI)
@@ -90,7 +91,8 @@ pub fn inference(a: &Analysis) -> u64 {
 /// should budget. `calldata` = 4 + 32·3 + padded input (the ABI encoding of `infer`: selector,
 /// id, offset, length, data); the model's length slot is read cold, then its bytes are loaded
 /// cold.
-pub fn infer_call(a: &Analysis, size: usize) -> u64 {
+pub fn infer_call(m: &ValidModel, size: usize) -> u64 {
+    let a = m.analysis();
     let calldata = 4 + 32 * 3 + words(a.input_len()) * 32;
     let returndata = 64 + words(a.output_len()) * 32;
     CALL_BASE
@@ -98,7 +100,7 @@ pub fn infer_call(a: &Analysis, size: usize) -> u64 {
         + SLOAD_COLD
         + load(size, false)
         + prepare(a.costs.len())
-        + inference(a)
+        + inference(m)
 }
 
 /// 32-byte words covering `bytes` bytes.

@@ -33,4 +33,4 @@ pub use engine::Engine;
 pub use error::ModelError;
 pub use model::Model;
 pub use precompile::{CallContext, Host, Myelin, Outcome};
-pub use validate::Analysis;
+pub use validate::{Analysis, ValidModel};

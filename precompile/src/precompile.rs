@@ -482,9 +482,9 @@ impl Myelin {
             .unwrap_or_default();
         // Stored models were validated at publication: a failure here is a bug or corrupt
         // state, reported as such rather than as the caller's invalid model.
-        let (m, analysis) = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
-        meter.charge(prepare(m.nodes.len()))?;
-        let engine = Arc::new(Engine::new(m, analysis));
+        let m = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
+        meter.charge(prepare(m.model().nodes.len()))?;
+        let engine = Arc::new(Engine::new(m));
         self.cache.insert(epoch, id, engine.clone(), size);
         Ok((engine, size))
     }
@@ -528,7 +528,7 @@ fn check_input<E>(a: &Analysis, len: usize) -> Result<(), Stop<E>> {
 
 /// Charges one inference and runs it on an input of the right length.
 fn run<E>(engine: &Engine, input: &[u8], meter: &mut Meter) -> Result<Vec<u8>, Stop<E>> {
-    meter.charge(gas::inference(engine.analysis()))?;
+    meter.charge(gas::inference(engine.valid()))?;
     let x: Vec<i8> = input.iter().map(|&b| b as i8).collect();
     Ok(engine.run(&x).into_iter().map(|v| v as u8).collect())
 }
@@ -557,6 +557,6 @@ pub fn model_info(engine: &Engine, size: usize) -> IMyelin::ModelInfo {
         params: a.params,
         macs: a.total.macs,
         elems: a.total.elems,
-        inferGas: gas::infer_call(a, size),
+        inferGas: gas::infer_call(engine.valid(), size),
     }
 }

@@ -3,12 +3,12 @@
 //! `Op::reference`, in `ops/`). It is slow on purpose; tests run the engine against it on
 //! random models, byte for byte.
 
-use crate::model::Model;
 use crate::ops::Ctx;
-use crate::validate::Analysis;
+use crate::validate::ValidModel;
 
-/// Runs a validated model on one input of `analysis.input_len()` int8 values.
-pub fn run(model: &Model, analysis: &Analysis, input: &[i8]) -> Vec<i8> {
+/// Runs a validated model on one input of `analysis().input_len()` int8 values.
+pub fn run(m: &ValidModel, input: &[i8]) -> Vec<i8> {
+    let (model, analysis) = (m.model(), m.analysis());
     let mut tensors: Vec<Vec<i8>> = vec![input.to_vec()];
     for (node, op) in model.nodes.iter().enumerate() {
         let y = op.reference(&Ctx {

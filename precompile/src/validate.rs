@@ -266,8 +266,30 @@ pub fn fixed_output_scale(model: &Model) -> Option<Scale> {
     scales.pop().flatten()
 }
 
+/// A model that passed validation, with what validation learnt about it. Only [`validate`]
+/// and [`crate::codec::decode`] make one, and the engine, the reference and gas take nothing
+/// else: a model that reaches them has been checked, and its analysis is its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidModel {
+    model: Model,
+    analysis: Analysis,
+}
+
+impl ValidModel {
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    pub fn analysis(&self) -> &Analysis {
+        &self.analysis
+    }
+    /// The model, to change and validate again.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+}
+
 /// Validates a model and computes its static analysis (SPEC §4, in its order).
-pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
+pub fn validate(model: Model) -> Result<ValidModel, ModelError> {
     let mut v = Validator::new(
         &model.input_shape,
         model.input_quant,
@@ -277,11 +299,12 @@ pub fn validate(model: &Model) -> Result<Analysis, ModelError> {
     for n in &model.nodes {
         v.node(n)?;
     }
-    v.finish()
+    let analysis = v.finish()?;
+    Ok(ValidModel { model, analysis })
 }
 
 /// Validation as a stream: the header, then one node at a time (as the decoder reads them),
-/// then the whole-model checks.
+/// then the whole-model checks ([`Validator::finish_with`]).
 pub struct Validator {
     a: Analysis,
     activations: u64,
@@ -345,7 +368,7 @@ impl Validator {
 
     /// Whole-model checks, after the last node: the declared output scale, then the limits
     /// on total MACs, elementwise steps and activation elements.
-    pub fn finish(self) -> Result<Analysis, ModelError> {
+    fn finish(self) -> Result<Analysis, ModelError> {
         if let Some(Some(fixed)) = self.scales.last() {
             if *fixed != self.output_scale {
                 return Err(ModelError::header(
@@ -372,6 +395,12 @@ impl Validator {
             }
         }
         Ok(a)
+    }
+
+    /// [`Validator::finish`] for `model`, whose header and nodes were fed to this validator.
+    pub(crate) fn finish_with(self, model: Model) -> Result<ValidModel, ModelError> {
+        let analysis = self.finish()?;
+        Ok(ValidModel { model, analysis })
     }
 }
 

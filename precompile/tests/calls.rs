@@ -399,7 +399,8 @@ fn the_model_length_slot_is_priced_like_sload() {
 
     // A load that reverts afterwards (wrong input length) leaves the model cold too, so the
     // next infer in the transaction pays exactly `modelInfo.inferGas`.
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let infer = |n: usize| {
         IMyelin::inferCall {
             id,
@@ -416,7 +417,7 @@ fn the_model_length_slot_is_priced_like_sload() {
             + gas::prepare(a.costs.len())
     );
     let cold = success(call(&m, &mut host, &infer(a.input_len()))).0;
-    assert_eq!(cold, gas::infer_call(&a, model.len()));
+    assert_eq!(cold, gas::infer_call(&valid, model.len()));
     let warm = success(call(&m, &mut host, &infer(a.input_len()))).0;
     assert_eq!(
         cold - warm,
@@ -550,7 +551,8 @@ fn commit_reads_chunks_at_extcodecopy_prices_and_publishes() {
     assert_eq!(host.storage.len(), 1, "only the model's length slot");
     assert_eq!(host.logs.len(), 1, "ModelPublished");
     // The model runs like a published one.
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     host.new_tx();
     let infer = IMyelin::inferCall {
         id,
@@ -559,7 +561,7 @@ fn commit_reads_chunks_at_extcodecopy_prices_and_publishes() {
     .abi_encode();
     assert_eq!(
         success(call(&Myelin::new(1), &mut host, &infer)).0,
-        gas::infer_call(&a, model.len())
+        gas::infer_call(&valid, model.len())
     );
     // Committing again: nothing more than the reads, the hash and the slot lookup.
     let (gas_used, _) = success(call(&m, &mut host, &data));
@@ -610,7 +612,8 @@ fn an_empty_upload_is_an_invalid_model() {
 #[test]
 fn outputs_are_charged_before_the_inference_runs() {
     let (m, mut host, model, id) = published(12);
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let data = IMyelin::inferBatchCall {
         id,
         inputs: vec![Bytes::from(vec![0u8; a.input_len()]); 4],
@@ -623,12 +626,12 @@ fn outputs_are_charged_before_the_inference_runs() {
         + gas::IO_BYTE * (64 + 4 * (64 + 32 * gas::words(a.output_len()))) as u64;
     // With exactly enough for the returndata and no inference: out of gas, nothing run.
     let ctx = CallContext {
-        gas_limit: before_inference + gas::inference(&a) - 1,
+        gas_limit: before_inference + gas::inference(&valid) - 1,
         ..CTX
     };
     assert_eq!(m.call(&mut host, &ctx, &data), Ok(Outcome::OutOfGas));
     let (gas_used, out) = success(call(&m, &mut host, &data));
-    assert_eq!(gas_used, before_inference + 4 * gas::inference(&a));
+    assert_eq!(gas_used, before_inference + 4 * gas::inference(&valid));
     assert_eq!(
         IMyelin::inferBatchCall::abi_decode_returns(&out)
             .unwrap()
@@ -648,7 +651,9 @@ fn warm_loads_never_parse_again_within_a_transaction() {
     // Dense 128 -> 128 with distinct weights: 16 KiB, so a parse shows in the allocations.
     let dense = |seed: u64| {
         let mut rng = Rng::new(seed);
-        let mut m = decode(&encode(&random::model(&mut rng, 1))).unwrap().0;
+        let mut m = decode(&encode(&random::model(&mut rng, 1)))
+            .unwrap()
+            .into_model();
         m.input_shape = vec![128];
         m.nodes = vec![Node::Dense(Dense {
             input: 0,
@@ -716,7 +721,9 @@ fn warm_loads_never_parse_again_within_a_transaction() {
 #[test]
 fn a_cold_load_allocates_at_most_24_bytes_per_gas() {
     let mut rng = Rng::new(5);
-    let mut m = decode(&encode(&random::model(&mut rng, 1))).unwrap().0;
+    let mut m = decode(&encode(&random::model(&mut rng, 1)))
+        .unwrap()
+        .into_model();
     m.input_shape = vec![1024];
     m.nodes = vec![Node::Dense(Dense {
         input: 0,

@@ -14,22 +14,21 @@ use proptest::prelude::*;
 /// Validates, round-trips and runs `model` on three inputs drawn from `rng`; `what` names the
 /// model in failure messages.
 fn check_model(model: &Model, rng: &mut Rng, what: &str) {
-    let analysis = validate::validate(model)
+    let valid = validate::validate(model.clone())
         .unwrap_or_else(|e| panic!("{what}: generator made an invalid model: {e}\n{model:?}"));
     let bytes = encode(model);
-    let (parsed, parsed_analysis) = decode(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(&parsed, model, "{what}: decode(encode(m)) != m");
-    assert_eq!(parsed_analysis, analysis);
-    let engine = Engine::new(parsed, parsed_analysis);
+    let parsed = decode(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(parsed, valid, "{what}: decode(encode(m)) != m");
+    let engine = Engine::new(parsed);
     for _ in 0..3 {
-        let input = random::input(rng, analysis.input_len());
-        let expected = reference::run(model, &analysis, &input);
+        let input = random::input(rng, valid.analysis().input_len());
+        let expected = reference::run(&valid, &input);
         let got = engine.run(&input);
         assert_eq!(
             got, expected,
             "{what}: engine != reference\nmodel {model:?}\ninput {input:?}"
         );
-        assert_eq!(got.len(), analysis.output_len());
+        assert_eq!(got.len(), valid.analysis().output_len());
     }
 }
 

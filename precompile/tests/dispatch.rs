@@ -51,7 +51,8 @@ fn published(seed: u64) -> (Myelin, MemHost, Vec<u8>, B256) {
 #[test]
 fn second_load_in_a_transaction_is_warm() {
     let (m, mut host, model, id) = published(3);
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let data = IMyelin::inferCall {
         id,
         input: vec![1u8; a.input_len()].into(),
@@ -60,7 +61,7 @@ fn second_load_in_a_transaction_is_warm() {
     let (cold, out1) = call(&m, &mut host, &data);
     let (warm, out2) = call(&m, &mut host, &data);
     assert_eq!(out1, out2);
-    assert_eq!(cold, gas::infer_call(&a, model.len()));
+    assert_eq!(cold, gas::infer_call(&valid, model.len()));
     let cold_load = gas::load(model.len(), false) + gas::prepare(a.costs.len());
     assert_eq!(
         cold - warm,
@@ -77,7 +78,8 @@ fn second_load_in_a_transaction_is_warm() {
 #[test]
 fn the_node_cache_changes_neither_gas_nor_results() {
     let (m, mut host, model, id) = published(4);
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let data = IMyelin::inferCall {
         id,
         input: vec![9u8; a.input_len()].into(),
@@ -92,7 +94,8 @@ fn the_node_cache_changes_neither_gas_nor_results() {
 #[test]
 fn batch_charges_one_load_and_one_inference_per_input() {
     let (m, mut host, model, id) = published(5);
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let inputs: Vec<Bytes> = (0..3u8).map(|i| vec![i; a.input_len()].into()).collect();
     let data = IMyelin::inferBatchCall {
         id,
@@ -101,7 +104,7 @@ fn batch_charges_one_load_and_one_inference_per_input() {
     .abi_encode();
     let (gas_used, out) = call(&m, &mut host, &data);
     let outs = IMyelin::inferBatchCall::abi_decode_returns(&out).unwrap();
-    let engine = Engine::new(decode(&model).unwrap().0, a.clone());
+    let engine = Engine::new(valid.clone());
     for (x, y) in inputs.iter().zip(&outs) {
         let x: Vec<i8> = x.iter().map(|&b| b as i8).collect();
         assert_eq!(
@@ -117,14 +120,15 @@ fn batch_charges_one_load_and_one_inference_per_input() {
             + gas::SLOAD_COLD
             + gas::load(model.len(), false)
             + gas::prepare(a.costs.len())
-            + 3 * gas::inference(&a)
+            + 3 * gas::inference(&valid)
     );
 }
 
 #[test]
 fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
     let (m, mut host, model, id) = published(6);
-    let (model, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis().clone();
     let x: Vec<I256> = (0..a.input_len() as i64)
         .map(|i| I256::try_from(i * 1_000_000 - 3_000_000).unwrap())
         .collect();
@@ -141,13 +145,13 @@ fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
     let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
     let q: Vec<i8> = x
         .iter()
-        .map(|&v| fixed::quantize(v, 6, model.input_quant))
+        .map(|&v| fixed::quantize(v, 6, valid.model().input_quant))
         .collect();
     let oq = myelin_precompile::model::Quant {
-        scale: model.output_scale,
+        scale: valid.model().output_scale,
         zero_point: a.output_zero_point(),
     };
-    let expected: Vec<I256> = Engine::new(model, a)
+    let expected: Vec<I256> = Engine::new(valid)
         .run(&q)
         .into_iter()
         .map(|y| fixed::dequantize(y, 6, oq))
@@ -158,13 +162,14 @@ fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
 #[test]
 fn out_of_gas_before_any_work() {
     let (m, mut host, model, id) = published(7);
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
+    let a = valid.analysis();
     let data = IMyelin::inferCall {
         id,
         input: vec![0u8; a.input_len()].into(),
     }
     .abi_encode();
-    let need = gas::infer_call(&a, model.len());
+    let need = gas::infer_call(&valid, model.len());
     let ctx = CallContext {
         gas_limit: need - 1,
         ..CTX

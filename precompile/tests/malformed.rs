@@ -70,7 +70,7 @@ fn err(bytes: &[u8]) -> (Code, u16) {
 /// validator directly. Both must name the same check.
 fn reject(m: &Model) -> (Code, u16) {
     let decoded = err(&encode(m));
-    let e = validate::validate(m).expect_err("the validator must reject it too");
+    let e = validate::validate(m.clone()).expect_err("the validator must reject it too");
     assert_eq!((e.code, e.node), decoded, "decoder and validator disagree");
     decoded
 }
@@ -78,9 +78,9 @@ fn reject(m: &Model) -> (Code, u16) {
 #[test]
 fn valid_model_round_trips() {
     let bytes = encode(&small());
-    let (m, a) = decode(&bytes).unwrap();
-    assert_eq!(m, small());
-    assert_eq!(a.total.macs, 8);
+    let v = decode(&bytes).unwrap();
+    assert_eq!(v.model(), &small());
+    assert_eq!(v.analysis().total.macs, 8);
 }
 
 #[test]
@@ -358,13 +358,13 @@ fn requantization_bound_edge_on_both_signs() {
         (neg, 127, -128, neg - 1, -128, -128),
     ] {
         let m = edge(bias, input_zp, zp);
-        let (model, analysis) = decode(&encode(&m)).expect("exactly at the bound: valid");
+        let valid = decode(&encode(&m)).expect("exactly at the bound: valid");
         let inputs: Vec<Vec<i8>> = (-128..=127).map(|x| vec![x]).collect();
-        let engine = Engine::new(model.clone(), analysis.clone());
+        let engine = Engine::new(valid.clone());
         for x in &inputs {
             assert_eq!(
                 engine.run(x),
-                reference::run(&model, &analysis, x),
+                reference::run(&valid, x),
                 "bias {bias}, x {x:?}"
             );
         }
@@ -571,7 +571,7 @@ fn decoder_and_validator_agree() {
         for _ in 0..rng.range(1, 3) {
             mutate(&mut rng, &mut m);
         }
-        let by_validator = validate::validate(&m)
+        let by_validator = validate::validate(m.clone())
             .map(|_| ())
             .map_err(|e| (e.code, e.node));
         let by_decoder = decode(&encode(&m))

@@ -14,9 +14,9 @@ fn digest() -> String {
     for seed in 0..150 {
         let mut rng = Rng::new(1_000 + seed);
         let model = random::model(&mut rng, 6);
-        let analysis = validate::validate(&model).expect("valid");
-        let input = random::input(&mut rng, analysis.input_len());
-        all.extend(Engine::new(model, analysis).run(&input));
+        let valid = validate::validate(model).expect("valid");
+        let input = random::input(&mut rng, valid.analysis().input_len());
+        all.extend(Engine::new(valid).run(&input));
     }
     let bytes: Vec<u8> = all.iter().map(|&v| v as u8).collect();
     alloy_primitives::keccak256(bytes).to_string()

@@ -46,9 +46,10 @@ pub fn build() -> Vec<Vector> {
     let mut out = Vec::new();
     for case in cases() {
         let bytes = encode(&case.model);
-        let (model, analysis) = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let valid = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let analysis = valid.analysis();
         for (i, input) in case.inputs.iter().enumerate() {
-            let output = reference::run(&model, &analysis, input);
+            let output = reference::run(&valid, input);
             let name = if case.inputs.len() == 1 {
                 case.name.clone()
             } else {
@@ -62,7 +63,7 @@ pub fn build() -> Vec<Vector> {
                 expect: Expect::Output {
                     input: hex_i8(input),
                     output: hex_i8(&output),
-                    infer_gas: gas::infer_call(&analysis, bytes.len()),
+                    infer_gas: gas::infer_call(&valid, bytes.len()),
                     macs: analysis.total.macs,
                     elems: analysis.total.elems,
                 },
@@ -654,8 +655,8 @@ pub fn cases() -> Vec<Case> {
     for seed in 0..30u64 {
         let mut rng = Rng::new(0xC0FFEE + seed);
         let model = random::model(&mut rng, 6);
-        let len = myelin_precompile::validate::validate(&model)
-            .map(|a| a.input_len())
+        let len = myelin_precompile::validate::validate(model.clone())
+            .map(|v| v.analysis().input_len())
             .unwrap_or(0);
         cs.push(Case {
             name: format!("random_{seed}"),
@@ -668,8 +669,8 @@ pub fn cases() -> Vec<Case> {
     for i in 0..80u64 {
         let mut rng = Rng::new(0x5EC0_0000 + i);
         let model = random::model_of(&random_spec(&mut rng));
-        let len = myelin_precompile::validate::validate(&model)
-            .map(|a| a.input_len())
+        let len = myelin_precompile::validate::validate(model.clone())
+            .map(|v| v.analysis().input_len())
             .unwrap_or(0);
         cs.push(Case {
             name: format!("random_spec_{i}"),

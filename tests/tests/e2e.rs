@@ -187,18 +187,19 @@ fn contract_consumes_model_published_in_previous_block() {
     );
 
     // The contract's verdict is exactly the engine's: recompute it off-chain.
-    let (m, a) = decode(&model).expect("valid");
+    let valid = decode(&model).expect("valid");
+    let input_quant = valid.model().input_quant;
     let x: Vec<i8> = drawing(3)
         .iter()
         .map(|&p| {
             fixed::quantize(
                 alloy_primitives::I256::try_from(p as u64 * 10u64.pow(18) / 16).unwrap(),
                 18,
-                m.input_quant,
+                input_quant,
             )
         })
         .collect();
-    let probs = Engine::new(m, a).run(&x);
+    let probs = Engine::new(valid).run(&x);
     let best = (0..probs.len())
         .max_by_key(|&i| (probs[i], std::cmp::Reverse(i)))
         .unwrap();
@@ -239,10 +240,10 @@ fn infer_returns_engine_output_and_charges_the_published_gas() {
         model,
         ..
     } = setup();
-    let (m, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
     let input: Vec<u8> = (0..64).map(|i| (i * 7 % 256) as u8).collect();
     let expected =
-        Engine::new(m, a.clone()).run(&input.iter().map(|&b| b as i8).collect::<Vec<_>>());
+        Engine::new(valid.clone()).run(&input.iter().map(|&b| b as i8).collect::<Vec<_>>());
     let data = infer(id, &input);
     let r = chain.block(vec![Tx::call(MYELIN, data.clone())]);
     assert!(r[0].success);
@@ -251,7 +252,7 @@ fn infer_returns_engine_output_and_charges_the_published_gas() {
         out.to_vec(),
         expected.iter().map(|&v| v as u8).collect::<Vec<_>>()
     );
-    let precompile_gas = gas::infer_call(&a, model.len());
+    let precompile_gas = gas::infer_call(&valid, model.len());
     assert_eq!(
         r[0].gas_used,
         tx_gas(&data, precompile_gas),
@@ -323,9 +324,9 @@ fn too_little_gas_halts_and_consumes_everything() {
         model,
         ..
     } = setup();
-    let (_, a) = decode(&model).unwrap();
+    let valid = decode(&model).unwrap();
     let data = infer(id, &[0; 64]);
-    let limit = tx_gas(&data, gas::infer_call(&a, model.len())) - 1;
+    let limit = tx_gas(&data, gas::infer_call(&valid, model.len())) - 1;
     let r = chain.block(vec![Tx::call(MYELIN, data).gas(limit)]);
     assert!(
         matches!(

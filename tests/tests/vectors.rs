@@ -40,8 +40,8 @@ fn committed_vectors_hold() {
                 macs,
                 elems,
             } => {
-                let (model, analysis) =
-                    decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+                let valid = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+                let analysis = valid.analysis();
                 let (input, expected) = (unhex_i8(input), unhex_i8(output));
                 assert_eq!(
                     (analysis.total.macs, analysis.total.elems),
@@ -50,18 +50,18 @@ fn committed_vectors_hold() {
                     v.name
                 );
                 assert_eq!(
-                    gas::infer_call(&analysis, bytes.len()),
+                    gas::infer_call(&valid, bytes.len()),
                     *infer_gas,
                     "{}: gas",
                     v.name
                 );
                 assert_eq!(
-                    reference::run(&model, &analysis, &input),
+                    reference::run(&valid, &input),
                     expected,
                     "{}: reference",
                     v.name
                 );
-                let engine = Engine::new(model, analysis);
+                let engine = Engine::new(valid.clone());
                 assert_eq!(engine.run(&input), expected, "{}: engine", v.name);
             }
         }

@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use myelin_precompile::error::{Code, HEADER};
 use myelin_precompile::model::Model;
-use myelin_precompile::validate::Analysis;
+use myelin_precompile::validate::{self, ValidModel};
 use myelin_precompile::ModelError;
 
 use crate::npy;
@@ -42,9 +42,7 @@ pub struct ConvertOptions {
 /// A converted model and a human-readable account of the conversion.
 #[derive(Clone, Debug)]
 pub struct Converted {
-    pub model: Model,
-    /// Static analysis from validation (shapes, zero points, cost).
-    pub analysis: Analysis,
+    pub model: ValidModel,
     /// Canonical encoding (`.myl` bytes).
     pub bytes: Vec<u8>,
     /// Per node: the ONNX nodes it came from, the Myelin op, shapes, scales and zero points,
@@ -71,15 +69,16 @@ pub fn convert_onnx(
     let sample_shape = graph.sample_shape(&calib.shape[1..])?;
     let ranges = calibrate(&graph, calib, &sample_shape, opts.progress)?;
     let lowered = lower::lower(&graph, &ranges, &sample_shape)?;
-    let analysis = myelin_precompile::validate::validate(&lowered.model)
+    let model = validate::validate(lowered.model.clone())
         .map_err(|e| explain(e, &lowered.model, &lowered.sources))?;
-    let bytes = myelin_precompile::encode(&lowered.model);
-    let (decoded, _) = myelin_precompile::decode(&bytes)
+    let bytes = myelin_precompile::encode(model.model());
+    let decoded = myelin_precompile::decode(&bytes)
         .map_err(|e| anyhow!("internal error: the encoded model does not decode: {e}"))?;
     ensure!(
-        decoded == lowered.model,
+        decoded == model,
         "internal error: the encoding does not round-trip"
     );
+    let analysis = model.analysis();
     let mut report = format!(
         "{} -> Myelin v1: {} ONNX nodes -> {} Myelin nodes, calibrated on {} rows\n",
         onnx_path.display(),
@@ -96,8 +95,7 @@ pub fn convert_onnx(
         analysis.total.elems
     ));
     Ok(Converted {
-        model: lowered.model,
-        analysis,
+        model,
         bytes,
         report,
     })
@@ -225,7 +223,8 @@ pub fn quantize_input(model: &Model, x: &[f32]) -> Vec<i8> {
 }
 
 /// Dequantizes one int8 output row: `(q − zero_point) · output_scale`.
-pub fn dequantize_output(model: &Model, analysis: &Analysis, q: &[i8]) -> Vec<f32> {
+pub fn dequantize_output(model: &ValidModel, q: &[i8]) -> Vec<f32> {
+    let (analysis, model) = (model.analysis(), model.model());
     let s = model.output_scale.to_f64();
     let zp = analysis.output_zero_point() as f64;
     q.iter().map(|&v| ((v as f64 - zp) * s) as f32).collect()

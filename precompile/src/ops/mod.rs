@@ -261,11 +261,11 @@ pub(crate) mod testing {
 
     /// Engine and scalar reference agree byte for byte on `m`.
     pub fn check(m: Model) {
-        let a = validate(&m).expect("test models are valid");
-        let input: Vec<i8> = (0..a.input_len())
+        let m = validate(m).expect("test models are valid");
+        let input: Vec<i8> = (0..m.analysis().input_len())
             .map(|i| (i * 37 + 11) as u8 as i8)
             .collect();
-        let want = reference::run(&m, &a, &input);
-        assert_eq!(Engine::new(m, a).run(&input), want);
+        let want = reference::run(&m, &input);
+        assert_eq!(Engine::new(m).run(&input), want);
     }
 }
