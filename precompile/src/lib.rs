@@ -16,6 +16,8 @@ pub mod engine;
 pub mod error;
 pub mod evm;
 pub mod fixed;
+#[cfg(feature = "testkit")]
+pub mod fuzz;
 pub mod gas;
 pub mod limits;
 pub mod memhost;
