@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::graph::{Graph, Node};
+use super::ops;
+
+/// The tensors computed so far, by ONNX name.
+pub(super) type Env<'a> = HashMap<&'a str, Tensor>;
 
 /// A dense float tensor in row-major order.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,17 +31,6 @@ impl Tensor {
             self.data.iter().map(|&x| f(x)).collect(),
         )
     }
-}
-
-/// Error for an op the converter does not know, naming it and the node.
-pub fn unsupported(node: &Node) -> anyhow::Error {
-    anyhow!(
-        "unsupported ONNX op `{}` (node `{}`); supported: Gemm, MatMul, Add, Conv, BatchNormalization, \
-         Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Sigmoid, Tanh, Softmax, \
-         Identity",
-        node.op,
-        node.name
-    )
 }
 
 /// Kernel, strides and pads of a convolution or pooling node over 1 or 2 spatial axes,
@@ -163,7 +156,7 @@ impl<'g> Runner<'g> {
     pub fn run(&self, input: Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
         let g = self.graph;
         observe(&g.input, &input);
-        let mut env: HashMap<&str, Tensor> = HashMap::from([(g.input.as_str(), input)]);
+        let mut env: Env<'_> = HashMap::from([(g.input.as_str(), input)]);
         for node in &g.nodes {
             let y = self
                 .eval(node, &env)
@@ -184,7 +177,7 @@ impl<'g> Runner<'g> {
             .ok_or_else(|| anyhow!("graph output `{}` is never produced", g.output))
     }
 
-    fn get(&self, env: &HashMap<&str, Tensor>, node: &Node, i: usize) -> Result<Tensor> {
+    fn get(&self, env: &Env<'_>, node: &Node, i: usize) -> Result<Tensor> {
         let name = node
             .input(i)
             .ok_or_else(|| anyhow!("{}: missing input {i}", node.describe()))?;
@@ -199,89 +192,138 @@ impl<'g> Runner<'g> {
         Ok(Tensor::new(c.dims.clone(), c.f32()))
     }
 
-    fn eval(&self, node: &Node, env: &HashMap<&str, Tensor>) -> Result<Tensor> {
-        let x = || self.get(env, node, 0);
-        Ok(match node.op.as_str() {
-            "Identity" => x()?,
-            "Relu" => x()?.map(|v| v.max(0.0)),
-            "Sigmoid" => x()?.map(|v| 1.0 / (1.0 + (-v).exp())),
-            "Tanh" => x()?.map(f32::tanh),
-            "Clip" => {
-                let (lo, hi) = clip_bounds(self.graph, node)?;
-                x()?.map(|v| v.max(lo).min(hi))
-            }
-            "Add" => broadcast_add(node, &x()?, &self.get(env, node, 1)?)?,
-            "Gemm" => gemm(
-                node,
-                &x()?,
-                &self.get(env, node, 1)?,
-                node.input(2).map(|_| self.get(env, node, 2)).transpose()?,
-            )?,
-            "MatMul" => matmul(node, &x()?, &self.get(env, node, 1)?)?,
-            "Conv" => conv(
-                node,
-                &x()?,
-                &self.get(env, node, 1)?,
-                node.input(2).map(|_| self.get(env, node, 2)).transpose()?,
-            )?,
-            "BatchNormalization" => {
-                let t = x()?;
-                let (a, c) = bn_affine(self.graph, node)?;
-                ensure!(
-                    t.shape.len() >= 2 && t.shape[1] == a.len(),
-                    "{}: channel count mismatch",
-                    node.describe()
-                );
-                let ch = t.shape[1];
-                let inner: usize = t.shape[2..].iter().product();
-                let data = t.data.iter().enumerate().map(|(i, &v)| {
-                    let c_i = (i / inner) % ch;
-                    (a[c_i] * v as f64 + c[c_i]) as f32
-                });
-                Tensor::new(t.shape.clone(), data.collect())
-            }
-            "MaxPool" | "AveragePool" => pool(node, &x()?)?,
-            "GlobalAveragePool" => {
-                let t = x()?;
-                ensure!(
-                    t.shape.len() >= 3,
-                    "{}: expected [N, C, ...]",
-                    node.describe()
-                );
-                let (n, c) = (t.shape[0], t.shape[1]);
-                let inner: usize = t.shape[2..].iter().product();
-                let data = t
-                    .data
-                    .chunks(inner)
-                    .map(|ch| (ch.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32);
-                let mut shape = vec![n, c];
-                shape.extend(std::iter::repeat_n(1, t.shape.len() - 2));
-                Tensor::new(shape, data.collect())
-            }
-            "Flatten" => {
-                let t = x()?;
-                let r = t.shape.len() as i64;
-                let mut axis = node.int("axis", 1)?;
-                if axis < 0 {
-                    axis += r;
-                }
-                ensure!(
-                    (0..=r).contains(&axis),
-                    "{}: axis out of range",
-                    node.describe()
-                );
-                let outer: usize = t.shape[..axis as usize].iter().product();
-                Tensor::new(vec![outer, t.data.len() / outer.max(1)], t.data)
-            }
-            "Reshape" => {
-                let t = x()?;
-                let shape = reshape_target(self.graph, node, &t.shape)?;
-                Tensor::new(shape, t.data)
-            }
-            "Softmax" => softmax(node, self.graph.opset, &x()?)?,
-            _ => return Err(unsupported(node)),
-        })
+    /// Evaluates `node` with the float function of its row in [`ops`].
+    fn eval(&self, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+        (ops::find(node)?.eval)(self, node, env)
     }
+}
+
+// One function per row of the [`ops`] table (free functions, not methods: a method's fn item
+// is not general over the runner's lifetime, so it would not coerce to the table's fn
+// pointer type).
+
+pub(super) fn eval_identity(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    runner.get(env, node, 0)
+}
+
+pub(super) fn eval_relu(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    Ok(runner.get(env, node, 0)?.map(|v| v.max(0.0)))
+}
+
+pub(super) fn eval_sigmoid(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    Ok(runner.get(env, node, 0)?.map(|v| 1.0 / (1.0 + (-v).exp())))
+}
+
+pub(super) fn eval_tanh(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    Ok(runner.get(env, node, 0)?.map(f32::tanh))
+}
+
+pub(super) fn eval_clip(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let (lo, hi) = clip_bounds(runner.graph, node)?;
+    Ok(runner.get(env, node, 0)?.map(|v| v.max(lo).min(hi)))
+}
+
+pub(super) fn eval_add(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    broadcast_add(node, &runner.get(env, node, 0)?, &runner.get(env, node, 1)?)
+}
+
+pub(super) fn eval_gemm(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    gemm(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        node.input(2)
+            .map(|_| runner.get(env, node, 2))
+            .transpose()?,
+    )
+}
+
+pub(super) fn eval_matmul(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    matmul(node, &runner.get(env, node, 0)?, &runner.get(env, node, 1)?)
+}
+
+pub(super) fn eval_conv(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    conv(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        node.input(2)
+            .map(|_| runner.get(env, node, 2))
+            .transpose()?,
+    )
+}
+
+pub(super) fn eval_batch_norm(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let (a, c) = bn_affine(runner.graph, node)?;
+    ensure!(
+        t.shape.len() >= 2 && t.shape[1] == a.len(),
+        "{}: channel count mismatch",
+        node.describe()
+    );
+    let ch = t.shape[1];
+    let inner: usize = t.shape[2..].iter().product();
+    let data = t.data.iter().enumerate().map(|(i, &v)| {
+        let c_i = (i / inner) % ch;
+        (a[c_i] * v as f64 + c[c_i]) as f32
+    });
+    Ok(Tensor::new(t.shape.clone(), data.collect()))
+}
+
+/// MaxPool and AveragePool.
+pub(super) fn eval_pool(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    pool(node, &runner.get(env, node, 0)?)
+}
+
+pub(super) fn eval_global_average_pool(
+    runner: &Runner<'_>,
+    node: &Node,
+    env: &Env<'_>,
+) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    ensure!(
+        t.shape.len() >= 3,
+        "{}: expected [N, C, ...]",
+        node.describe()
+    );
+    let (n, c) = (t.shape[0], t.shape[1]);
+    let inner: usize = t.shape[2..].iter().product();
+    let data = t
+        .data
+        .chunks(inner)
+        .map(|ch| (ch.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32);
+    let mut shape = vec![n, c];
+    shape.extend(std::iter::repeat_n(1, t.shape.len() - 2));
+    Ok(Tensor::new(shape, data.collect()))
+}
+
+pub(super) fn eval_flatten(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let r = t.shape.len() as i64;
+    let mut axis = node.int("axis", 1)?;
+    if axis < 0 {
+        axis += r;
+    }
+    ensure!(
+        (0..=r).contains(&axis),
+        "{}: axis out of range",
+        node.describe()
+    );
+    let outer: usize = t.shape[..axis as usize].iter().product();
+    Ok(Tensor::new(
+        vec![outer, t.data.len() / outer.max(1)],
+        t.data,
+    ))
+}
+
+pub(super) fn eval_reshape(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let shape = reshape_target(runner.graph, node, &t.shape)?;
+    Ok(Tensor::new(shape, t.data))
+}
+
+pub(super) fn eval_softmax(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    softmax(node, runner.graph.opset, &runner.get(env, node, 0)?)
 }
 
 /// Clip bounds from inputs 1, 2 (opset ≥ 11) or the `min`/`max` attributes (older opsets).

@@ -14,10 +14,9 @@ use std::fmt::Write as _;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use myelin_precompile::model::{self as m, Model, Quant, Scale, TensorId};
 
-use super::float::{
-    self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis, unsupported,
-};
+use super::float::{self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis};
 use super::graph::{Const, Graph, Node};
+use super::ops;
 use super::quant::{self, ActQuant};
 
 /// Calibrated `(min, max)` of every ONNX tensor, by name.
@@ -109,7 +108,8 @@ pub struct Lowered {
     pub report: String,
 }
 
-struct Lowerer<'a> {
+/// The state of [`lower`] between nodes.
+pub(super) struct Lowerer<'a> {
     graph: &'a Graph,
     ranges: &'a Ranges,
     consumers: HashMap<String, usize>,
@@ -425,482 +425,14 @@ impl Lowerer<'_> {
         Ok(Act { id, shape, q })
     }
 
+    /// Lowers `node` with the function of its row in [`ops`].
     fn node(&mut self, node: &Node) -> Result<()> {
         let out = node
             .outputs
             .first()
             .ok_or_else(|| anyhow!("node has no output"))?
             .clone();
-        let in0 = || node.input(0).ok_or_else(|| anyhow!("missing input 0"));
-        match node.op.as_str() {
-            "Identity" => {
-                let name = in0()?;
-                let v = match self.take_pending(name) {
-                    Some(mut p) => {
-                        p.name = out.clone();
-                        Val::Pending(p)
-                    }
-                    None => Val::Act(self.act(name)?),
-                };
-                self.set(&out, v);
-            }
-            "Relu" | "Clip" => {
-                let act = if node.op == "Relu" {
-                    Activation::Relu
-                } else {
-                    let (lo, hi) = clip_bounds(self.graph, node)?;
-                    Activation::Clip(lo, hi)
-                };
-                let name = in0()?;
-                if let Some(mut p) = self.take_pending(name) {
-                    p.name = out.clone();
-                    p.sources.push(node.name.clone());
-                    let a = self.materialize(p, act)?;
-                    self.set(&out, Val::Act(a));
-                } else {
-                    let x = self.act(name)?;
-                    let (min, max) = Self::act_bounds(act, x.q)?;
-                    let y = if (min, max) == (-128, 127) {
-                        x // already within the bounds (e.g. a ReLU of a non-negative tensor)
-                    } else {
-                        let id = self.emit(
-                            m::Node::Clamp(m::Clamp {
-                                input: x.id,
-                                min,
-                                max,
-                            }),
-                            node.name.clone(),
-                            format!("{:?}, [{min}, {max}]", x.shape),
-                        );
-                        Act { id, ..x }
-                    };
-                    self.set(&out, Val::Act(y));
-                }
-            }
-            "Sigmoid" | "Tanh" => {
-                let x = self.act(in0()?)?;
-                let (table, oq) = if node.op == "Sigmoid" {
-                    (
-                        quant::lut(|v| 1.0 / (1.0 + (-v).exp()), x.q, quant::SIGMOID_OUT),
-                        quant::SIGMOID_OUT,
-                    )
-                } else {
-                    (quant::lut(f64::tanh, x.q, quant::TANH_OUT), quant::TANH_OUT)
-                };
-                let detail = format!(
-                    "{:?}, {} table, out scale {:.4e} zp {}",
-                    x.shape,
-                    node.op.to_lowercase(),
-                    oq.scale,
-                    oq.zp
-                );
-                let id = self.emit(
-                    m::Node::Lut(m::Lut {
-                        input: x.id,
-                        zero_point: oq.zp,
-                        table,
-                    }),
-                    node.name.clone(),
-                    detail,
-                );
-                self.set(
-                    &out,
-                    Val::Act(Act {
-                        id,
-                        shape: x.shape,
-                        q: oq,
-                    }),
-                );
-            }
-            "Softmax" => {
-                let x = self.act(in0()?)?;
-                ensure!(
-                    softmax_is_last_axis(node, self.graph.opset, x.shape.len() + 1)?,
-                    "Softmax must normalise the last axis"
-                );
-                let exp_table = quant::softmax_table(x.q.scale);
-                let detail = format!("{:?}, exp table for input scale {:.4e}", x.shape, x.q.scale);
-                let id = self.emit(
-                    m::Node::Softmax(m::Softmax {
-                        input: x.id,
-                        exp_table,
-                    }),
-                    node.name.clone(),
-                    detail,
-                );
-                self.set(
-                    &out,
-                    Val::Act(Act {
-                        id,
-                        shape: x.shape,
-                        q: quant::SOFTMAX_OUT,
-                    }),
-                );
-            }
-            "Gemm" => {
-                ensure!(node.int("transA", 0)? == 0, "transA=1 is not supported");
-                let x = self.act(in0()?)?;
-                ensure!(
-                    x.shape.len() == 1,
-                    "Gemm input must be [N, K]; got [N, {:?}]",
-                    x.shape
-                );
-                let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
-                let b = self
-                    .konst(bname)
-                    .ok_or_else(|| anyhow!("B `{bname}` must be a constant"))?;
-                ensure!(b.dims.len() == 2, "B must be 2-D");
-                let (alpha, beta) = (
-                    node.float("alpha", 1.0)? as f64,
-                    node.float("beta", 1.0)? as f64,
-                );
-                let k = x.shape[0];
-                let trans_b = node.int("transB", 0)? != 0;
-                let (bk, n) = if trans_b {
-                    (b.dims[1], b.dims[0])
-                } else {
-                    (b.dims[0], b.dims[1])
-                };
-                ensure!(bk == k, "B has inner dimension {bk}, the input has {k}");
-                let bv = b.f32();
-                let mut weights = Vec::with_capacity(n * k);
-                for o in 0..n {
-                    for i in 0..k {
-                        let w = if trans_b {
-                            bv[o * k + i]
-                        } else {
-                            bv[i * n + o]
-                        };
-                        weights.push(alpha * w as f64);
-                    }
-                }
-                let bias = match node.input(2) {
-                    None => vec![0.0; n],
-                    Some(cname) => {
-                        let c = self
-                            .konst(cname)
-                            .ok_or_else(|| anyhow!("C `{cname}` must be a constant"))?;
-                        let v = channel_vector(c, 2, 1, n).ok_or_else(|| {
-                            anyhow!("C {:?} does not broadcast to [N, {n}] per output", c.dims)
-                        })?;
-                        v.iter().map(|c| beta * c).collect()
-                    }
-                };
-                let layer = Layer {
-                    kind: LayerKind::Dense,
-                    input: x,
-                    weights,
-                    bias,
-                    out_shape: vec![n],
-                };
-                let p = Pending {
-                    op: PendingOp::Layer(layer),
-                    name: out.clone(),
-                    sources: vec![node.name.clone()],
-                };
-                self.set(&out, Val::Pending(p));
-            }
-            "MatMul" => {
-                let x = self.act(in0()?)?;
-                let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
-                let b = self
-                    .konst(bname)
-                    .ok_or_else(|| anyhow!("B `{bname}` must be a constant [K, N] matrix"))?;
-                ensure!(b.dims.len() == 2, "B must be a 2-D constant");
-                let (k, n) = (b.dims[0], b.dims[1]);
-                ensure!(
-                    x.shape.last() == Some(&k),
-                    "input {:?} does not end in K = {k}",
-                    x.shape
-                );
-                let bv = b.f32();
-                let weights = (0..n)
-                    .flat_map(|o| (0..k).map(move |i| (o, i)))
-                    .map(|(o, i)| bv[i * n + o] as f64)
-                    .collect();
-                let mut out_shape = x.shape.clone();
-                *out_shape.last_mut().unwrap() = n;
-                let layer = Layer {
-                    kind: LayerKind::Dense,
-                    input: x,
-                    weights,
-                    bias: vec![0.0; n],
-                    out_shape,
-                };
-                let p = Pending {
-                    op: PendingOp::Layer(layer),
-                    name: out.clone(),
-                    sources: vec![node.name.clone()],
-                };
-                self.set(&out, Val::Pending(p));
-            }
-            "Add" => {
-                let (na, nb) = (
-                    in0()?,
-                    node.input(1).ok_or_else(|| anyhow!("missing input 1"))?,
-                );
-                match (self.konst(na).cloned(), self.konst(nb).cloned()) {
-                    (None, None) => {
-                        let a = self.act(na)?;
-                        let b = self.act(nb)?;
-                        ensure!(
-                            a.shape == b.shape,
-                            "Add of shapes {:?} and {:?}: broadcasting is not supported",
-                            a.shape,
-                            b.shape
-                        );
-                        let p = Pending {
-                            op: PendingOp::Add { a, b },
-                            name: out.clone(),
-                            sources: vec![node.name.clone()],
-                        };
-                        self.set(&out, Val::Pending(p));
-                    }
-                    (Some(c), None) | (None, Some(c)) => {
-                        let xname = if self.konst(na).is_some() { nb } else { na };
-                        let err = || {
-                            anyhow!(
-                                "Add of a constant is supported only as the per-channel bias of the \
-                                 MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)"
-                            )
-                        };
-                        let mut p = self.take_pending(xname).ok_or_else(err)?;
-                        let PendingOp::Layer(layer) = &mut p.op else {
-                            self.set(xname, Val::Pending(p));
-                            return Err(err());
-                        };
-                        let rank = layer.out_shape.len() + 1;
-                        let Some(v) =
-                            channel_vector(&c, rank, layer.channel_axis(), layer.channels())
-                        else {
-                            self.set(xname, Val::Pending(p));
-                            return Err(err());
-                        };
-                        layer.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += c);
-                        p.name = out.clone();
-                        p.sources.push(node.name.clone());
-                        self.set(&out, Val::Pending(p));
-                    }
-                    (Some(_), Some(_)) => {
-                        bail!("Add of two constants (constant folding is not supported)")
-                    }
-                }
-            }
-            "BatchNormalization" => {
-                let (a, c) = bn_affine(self.graph, node)?;
-                let name = in0()?;
-                if let Some(mut p) = self.take_pending(name) {
-                    let foldable = match &p.op {
-                        PendingOp::Layer(l) => l.channel_axis() == 1 && l.channels() == a.len(),
-                        PendingOp::Add { .. } => false,
-                    };
-                    if let (true, PendingOp::Layer(l)) = (foldable, &mut p.op) {
-                        let fan_in = l.weights.len() / l.channels();
-                        for (o, row) in l.weights.chunks_mut(fan_in).enumerate() {
-                            row.iter_mut().for_each(|w| *w *= a[o]);
-                            l.bias[o] = l.bias[o] * a[o] + c[o];
-                        }
-                        p.name = out.clone();
-                        p.sources.push(node.name.clone());
-                        self.set(&out, Val::Pending(p));
-                        return Ok(());
-                    }
-                    self.set(name, Val::Pending(p));
-                }
-                // A lone BatchNormalization is a per-channel affine map: a depthwise 1×1
-                // convolution (or a diagonal Dense on a vector).
-                let x = self.act(name)?;
-                let ch = x.shape[0];
-                ensure!(
-                    ch == a.len(),
-                    "input has {ch} channels, the parameters {}",
-                    a.len()
-                );
-                let (kind, weights) = match x.shape.len() {
-                    1 => {
-                        let mut w = vec![0.0; ch * ch];
-                        (0..ch).for_each(|i| w[i * ch + i] = a[i]);
-                        (LayerKind::Dense, w)
-                    }
-                    2 | 3 => {
-                        let window = float::Window {
-                            kernel: [1, 1],
-                            stride: [1, 1],
-                            pads: [0; 4],
-                        };
-                        (
-                            LayerKind::Conv {
-                                window,
-                                groups: ch,
-                                one_d: x.shape.len() == 2,
-                            },
-                            a,
-                        )
-                    }
-                    r => bail!(
-                        "BatchNormalization over a rank-{} tensor is not supported",
-                        r + 1
-                    ),
-                };
-                let out_shape = x.shape.clone();
-                let layer = Layer {
-                    kind,
-                    input: x,
-                    weights,
-                    bias: c,
-                    out_shape,
-                };
-                let p = Pending {
-                    op: PendingOp::Layer(layer),
-                    name: out.clone(),
-                    sources: vec![node.name.clone()],
-                };
-                self.set(&out, Val::Pending(p));
-            }
-            "Conv" => {
-                let x = self.act(in0()?)?;
-                let wname = node.input(1).ok_or_else(|| anyhow!("missing weights"))?;
-                let w = self
-                    .konst(wname)
-                    .ok_or_else(|| anyhow!("weights `{wname}` must be a constant"))?
-                    .clone();
-                let spatial = x.shape.len().checked_sub(1).filter(|s| (1..=2).contains(s));
-                let spatial = spatial.ok_or_else(|| {
-                    anyhow!(
-                        "Conv input must be [N, C, H, W] or [N, C, L]; got [N, {:?}]",
-                        x.shape
-                    )
-                })?;
-                ensure!(
-                    w.dims.len() == spatial + 2,
-                    "weights {:?} do not match the input rank",
-                    w.dims
-                );
-                let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]))?;
-                let groups = node.int("group", 1)? as usize;
-                let (c, oc) = (x.shape[0], w.dims[0]);
-                ensure!(
-                    groups >= 1
-                        && c.is_multiple_of(groups)
-                        && oc.is_multiple_of(groups)
-                        && w.dims[1] == c / groups,
-                    "weights {:?} do not fit {c} input channels in {groups} groups",
-                    w.dims
-                );
-                let (h, wd) = if spatial == 2 {
-                    (x.shape[1], x.shape[2])
-                } else {
-                    (1, x.shape[1])
-                };
-                let [oh, ow] = window.output(node, h, wd)?;
-                let bias = match node.input(2) {
-                    None => vec![0.0; oc],
-                    Some(b) => self
-                        .konst(b)
-                        .ok_or_else(|| anyhow!("bias `{b}` must be a constant"))?
-                        .f32()
-                        .iter()
-                        .map(|&v| v as f64)
-                        .collect(),
-                };
-                ensure!(
-                    bias.len() == oc,
-                    "bias has {} values for {oc} channels",
-                    bias.len()
-                );
-                let out_shape = if spatial == 2 {
-                    vec![oc, oh, ow]
-                } else {
-                    vec![oc, ow]
-                };
-                let kind = LayerKind::Conv {
-                    window,
-                    groups,
-                    one_d: spatial == 1,
-                };
-                let weights = w.f32().iter().map(|&v| v as f64).collect();
-                let layer = Layer {
-                    kind,
-                    input: x,
-                    weights,
-                    bias,
-                    out_shape,
-                };
-                let p = Pending {
-                    op: PendingOp::Layer(layer),
-                    name: out.clone(),
-                    sources: vec![node.name.clone()],
-                };
-                self.set(&out, Val::Pending(p));
-            }
-            "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
-                ensure!(
-                    node.outputs.len() == 1,
-                    "the Indices output is not supported"
-                );
-                let x = self.act(in0()?)?;
-                ensure!(
-                    x.shape.len() == 3,
-                    "pooling needs a [N, C, H, W] input; got [N, {:?}]",
-                    x.shape
-                );
-                let window = if node.op == "GlobalAveragePool" {
-                    float::Window {
-                        kernel: [x.shape[1], x.shape[2]],
-                        stride: [1, 1],
-                        pads: [0; 4],
-                    }
-                } else {
-                    float::Window::from_node(node, 2, None)?
-                };
-                let [oh, ow] = window.output(node, x.shape[1], x.shape[2])?;
-                // Without padding the flag changes nothing, and 0 is its canonical encoding.
-                let count_include_pad =
-                    node.int("count_include_pad", 0)? != 0 && window.pads != [0; 4];
-                let (input, window) = (x.id, model_window(&window)?);
-                let shape = vec![x.shape[0], oh, ow];
-                let detail = format!(
-                    "{:?} -> {shape:?}, kernel {:?} stride {:?} pads {:?}",
-                    x.shape, window.kernel, window.stride, window.pads
-                );
-                let mnode = if node.op == "MaxPool" {
-                    m::Node::MaxPool(m::MaxPool { input, window })
-                } else {
-                    m::Node::AvgPool(m::AvgPool {
-                        input,
-                        window,
-                        count_include_pad,
-                    })
-                };
-                let id = self.emit(mnode, node.name.clone(), detail);
-                self.set(&out, Val::Act(Act { id, shape, q: x.q }));
-            }
-            "Flatten" => {
-                let x = self.act(in0()?)?;
-                let rank = x.shape.len() as i64 + 1;
-                let axis = node.int("axis", 1)?;
-                ensure!(
-                    axis == 1 || axis == 1 - rank,
-                    "Flatten axis {axis} would merge the batch axis; only axis=1 is supported"
-                );
-                let y = self.reshape(node, x, vec![0])?;
-                self.set(&out, Val::Act(y));
-            }
-            "Reshape" => {
-                let x = self.act(in0()?)?;
-                let mut with_batch = vec![1];
-                with_batch.extend(&x.shape);
-                let target = reshape_target(self.graph, node, &with_batch)?;
-                ensure!(
-                    target.len() >= 2 && target[0] == 1,
-                    "Reshape to {target:?} (for one sample) does not keep the batch axis first"
-                );
-                let y = self.reshape(node, x, target[1..].to_vec())?;
-                self.set(&out, Val::Act(y));
-            }
-            _ => return Err(unsupported(node)),
-        }
-        Ok(())
+        (ops::find(node)?.lower)(self, node, out)
     }
 
     /// Reshape `x` to `shape` (`[0]` = flatten), emitting nothing if the shape is unchanged.
@@ -924,4 +456,503 @@ impl Lowerer<'_> {
         );
         Ok(Act { id, shape, q: x.q })
     }
+}
+
+/// Input 0 of `node`, which every lowered op reads.
+fn in0(node: &Node) -> Result<&str> {
+    node.input(0).ok_or_else(|| anyhow!("missing input 0"))
+}
+
+// One function per row of the [`ops`] table (free functions, not methods: a method's fn item
+// is not general over the lowerer's lifetime, so it would not coerce to the table's fn
+// pointer type).
+
+pub(super) fn lower_identity(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let name = in0(node)?;
+    let v = match lowerer.take_pending(name) {
+        Some(mut p) => {
+            p.name = out.clone();
+            Val::Pending(p)
+        }
+        None => Val::Act(lowerer.act(name)?),
+    };
+    lowerer.set(&out, v);
+    Ok(())
+}
+
+/// Relu and Clip: the fused activation of a pending producer read only here, else a Clamp
+/// (or nothing when the bounds are the full int8 range).
+pub(super) fn lower_activation(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let act = if node.op == "Relu" {
+        Activation::Relu
+    } else {
+        let (lo, hi) = clip_bounds(lowerer.graph, node)?;
+        Activation::Clip(lo, hi)
+    };
+    let name = in0(node)?;
+    if let Some(mut p) = lowerer.take_pending(name) {
+        p.name = out.clone();
+        p.sources.push(node.name.clone());
+        let a = lowerer.materialize(p, act)?;
+        lowerer.set(&out, Val::Act(a));
+    } else {
+        let x = lowerer.act(name)?;
+        let (min, max) = Lowerer::act_bounds(act, x.q)?;
+        let y = if (min, max) == (-128, 127) {
+            x // already within the bounds (e.g. a ReLU of a non-negative tensor)
+        } else {
+            let id = lowerer.emit(
+                m::Node::Clamp(m::Clamp {
+                    input: x.id,
+                    min,
+                    max,
+                }),
+                node.name.clone(),
+                format!("{:?}, [{min}, {max}]", x.shape),
+            );
+            Act { id, ..x }
+        };
+        lowerer.set(&out, Val::Act(y));
+    }
+    Ok(())
+}
+
+/// Sigmoid and Tanh: a lookup table with the fixed output quantization of the function.
+pub(super) fn lower_lut(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let (table, oq) = if node.op == "Sigmoid" {
+        (
+            quant::lut(|v| 1.0 / (1.0 + (-v).exp()), x.q, quant::SIGMOID_OUT),
+            quant::SIGMOID_OUT,
+        )
+    } else {
+        (quant::lut(f64::tanh, x.q, quant::TANH_OUT), quant::TANH_OUT)
+    };
+    let detail = format!(
+        "{:?}, {} table, out scale {:.4e} zp {}",
+        x.shape,
+        node.op.to_lowercase(),
+        oq.scale,
+        oq.zp
+    );
+    let id = lowerer.emit(
+        m::Node::Lut(m::Lut {
+            input: x.id,
+            zero_point: oq.zp,
+            table,
+        }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(
+        &out,
+        Val::Act(Act {
+            id,
+            shape: x.shape,
+            q: oq,
+        }),
+    );
+    Ok(())
+}
+
+pub(super) fn lower_softmax(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    ensure!(
+        softmax_is_last_axis(node, lowerer.graph.opset, x.shape.len() + 1)?,
+        "Softmax must normalise the last axis"
+    );
+    let exp_table = quant::softmax_table(x.q.scale);
+    let detail = format!("{:?}, exp table for input scale {:.4e}", x.shape, x.q.scale);
+    let id = lowerer.emit(
+        m::Node::Softmax(m::Softmax {
+            input: x.id,
+            exp_table,
+        }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(
+        &out,
+        Val::Act(Act {
+            id,
+            shape: x.shape,
+            q: quant::SOFTMAX_OUT,
+        }),
+    );
+    Ok(())
+}
+
+pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    ensure!(node.int("transA", 0)? == 0, "transA=1 is not supported");
+    let x = lowerer.act(in0(node)?)?;
+    ensure!(
+        x.shape.len() == 1,
+        "Gemm input must be [N, K]; got [N, {:?}]",
+        x.shape
+    );
+    let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
+    let b = lowerer
+        .konst(bname)
+        .ok_or_else(|| anyhow!("B `{bname}` must be a constant"))?;
+    ensure!(b.dims.len() == 2, "B must be 2-D");
+    let (alpha, beta) = (
+        node.float("alpha", 1.0)? as f64,
+        node.float("beta", 1.0)? as f64,
+    );
+    let k = x.shape[0];
+    let trans_b = node.int("transB", 0)? != 0;
+    let (bk, n) = if trans_b {
+        (b.dims[1], b.dims[0])
+    } else {
+        (b.dims[0], b.dims[1])
+    };
+    ensure!(bk == k, "B has inner dimension {bk}, the input has {k}");
+    let bv = b.f32();
+    let mut weights = Vec::with_capacity(n * k);
+    for o in 0..n {
+        for i in 0..k {
+            let w = if trans_b {
+                bv[o * k + i]
+            } else {
+                bv[i * n + o]
+            };
+            weights.push(alpha * w as f64);
+        }
+    }
+    let bias = match node.input(2) {
+        None => vec![0.0; n],
+        Some(cname) => {
+            let c = lowerer
+                .konst(cname)
+                .ok_or_else(|| anyhow!("C `{cname}` must be a constant"))?;
+            let v = channel_vector(c, 2, 1, n).ok_or_else(|| {
+                anyhow!("C {:?} does not broadcast to [N, {n}] per output", c.dims)
+            })?;
+            v.iter().map(|c| beta * c).collect()
+        }
+    };
+    let layer = Layer {
+        kind: LayerKind::Dense,
+        input: x,
+        weights,
+        bias,
+        out_shape: vec![n],
+    };
+    let p = Pending {
+        op: PendingOp::Layer(layer),
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
+    let b = lowerer
+        .konst(bname)
+        .ok_or_else(|| anyhow!("B `{bname}` must be a constant [K, N] matrix"))?;
+    ensure!(b.dims.len() == 2, "B must be a 2-D constant");
+    let (k, n) = (b.dims[0], b.dims[1]);
+    ensure!(
+        x.shape.last() == Some(&k),
+        "input {:?} does not end in K = {k}",
+        x.shape
+    );
+    let bv = b.f32();
+    let weights = (0..n)
+        .flat_map(|o| (0..k).map(move |i| (o, i)))
+        .map(|(o, i)| bv[i * n + o] as f64)
+        .collect();
+    let mut out_shape = x.shape.clone();
+    *out_shape.last_mut().unwrap() = n;
+    let layer = Layer {
+        kind: LayerKind::Dense,
+        input: x,
+        weights,
+        bias: vec![0.0; n],
+        out_shape,
+    };
+    let p = Pending {
+        op: PendingOp::Layer(layer),
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+pub(super) fn lower_add(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let (na, nb) = (
+        in0(node)?,
+        node.input(1).ok_or_else(|| anyhow!("missing input 1"))?,
+    );
+    match (lowerer.konst(na).cloned(), lowerer.konst(nb).cloned()) {
+        (None, None) => {
+            let a = lowerer.act(na)?;
+            let b = lowerer.act(nb)?;
+            ensure!(
+                a.shape == b.shape,
+                "Add of shapes {:?} and {:?}: broadcasting is not supported",
+                a.shape,
+                b.shape
+            );
+            let p = Pending {
+                op: PendingOp::Add { a, b },
+                name: out.clone(),
+                sources: vec![node.name.clone()],
+            };
+            lowerer.set(&out, Val::Pending(p));
+        }
+        (Some(c), None) | (None, Some(c)) => {
+            let xname = if lowerer.konst(na).is_some() { nb } else { na };
+            let err = || {
+                anyhow!(
+                    "Add of a constant is supported only as the per-channel bias of the \
+                     MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)"
+                )
+            };
+            let mut p = lowerer.take_pending(xname).ok_or_else(err)?;
+            let PendingOp::Layer(layer) = &mut p.op else {
+                lowerer.set(xname, Val::Pending(p));
+                return Err(err());
+            };
+            let rank = layer.out_shape.len() + 1;
+            let Some(v) = channel_vector(&c, rank, layer.channel_axis(), layer.channels()) else {
+                lowerer.set(xname, Val::Pending(p));
+                return Err(err());
+            };
+            layer.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += c);
+            p.name = out.clone();
+            p.sources.push(node.name.clone());
+            lowerer.set(&out, Val::Pending(p));
+        }
+        (Some(_), Some(_)) => {
+            bail!("Add of two constants (constant folding is not supported)")
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn lower_batch_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let (a, c) = bn_affine(lowerer.graph, node)?;
+    let name = in0(node)?;
+    if let Some(mut p) = lowerer.take_pending(name) {
+        let foldable = match &p.op {
+            PendingOp::Layer(l) => l.channel_axis() == 1 && l.channels() == a.len(),
+            PendingOp::Add { .. } => false,
+        };
+        if let (true, PendingOp::Layer(l)) = (foldable, &mut p.op) {
+            let fan_in = l.weights.len() / l.channels();
+            for (o, row) in l.weights.chunks_mut(fan_in).enumerate() {
+                row.iter_mut().for_each(|w| *w *= a[o]);
+                l.bias[o] = l.bias[o] * a[o] + c[o];
+            }
+            p.name = out.clone();
+            p.sources.push(node.name.clone());
+            lowerer.set(&out, Val::Pending(p));
+            return Ok(());
+        }
+        lowerer.set(name, Val::Pending(p));
+    }
+    // A lone BatchNormalization is a per-channel affine map: a depthwise 1×1
+    // convolution (or a diagonal Dense on a vector).
+    let x = lowerer.act(name)?;
+    let ch = x.shape[0];
+    ensure!(
+        ch == a.len(),
+        "input has {ch} channels, the parameters {}",
+        a.len()
+    );
+    let (kind, weights) = match x.shape.len() {
+        1 => {
+            let mut w = vec![0.0; ch * ch];
+            (0..ch).for_each(|i| w[i * ch + i] = a[i]);
+            (LayerKind::Dense, w)
+        }
+        2 | 3 => {
+            let window = float::Window {
+                kernel: [1, 1],
+                stride: [1, 1],
+                pads: [0; 4],
+            };
+            (
+                LayerKind::Conv {
+                    window,
+                    groups: ch,
+                    one_d: x.shape.len() == 2,
+                },
+                a,
+            )
+        }
+        r => bail!(
+            "BatchNormalization over a rank-{} tensor is not supported",
+            r + 1
+        ),
+    };
+    let out_shape = x.shape.clone();
+    let layer = Layer {
+        kind,
+        input: x,
+        weights,
+        bias: c,
+        out_shape,
+    };
+    let p = Pending {
+        op: PendingOp::Layer(layer),
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let wname = node.input(1).ok_or_else(|| anyhow!("missing weights"))?;
+    let w = lowerer
+        .konst(wname)
+        .ok_or_else(|| anyhow!("weights `{wname}` must be a constant"))?
+        .clone();
+    let spatial = x.shape.len().checked_sub(1).filter(|s| (1..=2).contains(s));
+    let spatial = spatial.ok_or_else(|| {
+        anyhow!(
+            "Conv input must be [N, C, H, W] or [N, C, L]; got [N, {:?}]",
+            x.shape
+        )
+    })?;
+    ensure!(
+        w.dims.len() == spatial + 2,
+        "weights {:?} do not match the input rank",
+        w.dims
+    );
+    let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]))?;
+    let groups = node.int("group", 1)? as usize;
+    let (c, oc) = (x.shape[0], w.dims[0]);
+    ensure!(
+        groups >= 1
+            && c.is_multiple_of(groups)
+            && oc.is_multiple_of(groups)
+            && w.dims[1] == c / groups,
+        "weights {:?} do not fit {c} input channels in {groups} groups",
+        w.dims
+    );
+    let (h, wd) = if spatial == 2 {
+        (x.shape[1], x.shape[2])
+    } else {
+        (1, x.shape[1])
+    };
+    let [oh, ow] = window.output(node, h, wd)?;
+    let bias = match node.input(2) {
+        None => vec![0.0; oc],
+        Some(b) => lowerer
+            .konst(b)
+            .ok_or_else(|| anyhow!("bias `{b}` must be a constant"))?
+            .f32()
+            .iter()
+            .map(|&v| v as f64)
+            .collect(),
+    };
+    ensure!(
+        bias.len() == oc,
+        "bias has {} values for {oc} channels",
+        bias.len()
+    );
+    let out_shape = if spatial == 2 {
+        vec![oc, oh, ow]
+    } else {
+        vec![oc, ow]
+    };
+    let kind = LayerKind::Conv {
+        window,
+        groups,
+        one_d: spatial == 1,
+    };
+    let weights = w.f32().iter().map(|&v| v as f64).collect();
+    let layer = Layer {
+        kind,
+        input: x,
+        weights,
+        bias,
+        out_shape,
+    };
+    let p = Pending {
+        op: PendingOp::Layer(layer),
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+/// MaxPool, AveragePool and GlobalAveragePool (an average over the whole map).
+pub(super) fn lower_pool(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    ensure!(
+        node.outputs.len() == 1,
+        "the Indices output is not supported"
+    );
+    let x = lowerer.act(in0(node)?)?;
+    ensure!(
+        x.shape.len() == 3,
+        "pooling needs a [N, C, H, W] input; got [N, {:?}]",
+        x.shape
+    );
+    let window = if node.op == "GlobalAveragePool" {
+        float::Window {
+            kernel: [x.shape[1], x.shape[2]],
+            stride: [1, 1],
+            pads: [0; 4],
+        }
+    } else {
+        float::Window::from_node(node, 2, None)?
+    };
+    let [oh, ow] = window.output(node, x.shape[1], x.shape[2])?;
+    // Without padding the flag changes nothing, and 0 is its canonical encoding.
+    let count_include_pad = node.int("count_include_pad", 0)? != 0 && window.pads != [0; 4];
+    let (input, window) = (x.id, model_window(&window)?);
+    let shape = vec![x.shape[0], oh, ow];
+    let detail = format!(
+        "{:?} -> {shape:?}, kernel {:?} stride {:?} pads {:?}",
+        x.shape, window.kernel, window.stride, window.pads
+    );
+    let mnode = if node.op == "MaxPool" {
+        m::Node::MaxPool(m::MaxPool { input, window })
+    } else {
+        m::Node::AvgPool(m::AvgPool {
+            input,
+            window,
+            count_include_pad,
+        })
+    };
+    let id = lowerer.emit(mnode, node.name.clone(), detail);
+    lowerer.set(&out, Val::Act(Act { id, shape, q: x.q }));
+    Ok(())
+}
+
+pub(super) fn lower_flatten(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let rank = x.shape.len() as i64 + 1;
+    let axis = node.int("axis", 1)?;
+    ensure!(
+        axis == 1 || axis == 1 - rank,
+        "Flatten axis {axis} would merge the batch axis; only axis=1 is supported"
+    );
+    let y = lowerer.reshape(node, x, vec![0])?;
+    lowerer.set(&out, Val::Act(y));
+    Ok(())
+}
+
+pub(super) fn lower_reshape(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let mut with_batch = vec![1];
+    with_batch.extend(&x.shape);
+    let target = reshape_target(lowerer.graph, node, &with_batch)?;
+    ensure!(
+        target.len() >= 2 && target[0] == 1,
+        "Reshape to {target:?} (for one sample) does not keep the batch axis first"
+    );
+    let y = lowerer.reshape(node, x, target[1..].to_vec())?;
+    lowerer.set(&out, Val::Act(y));
+    Ok(())
 }

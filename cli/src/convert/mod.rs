@@ -9,12 +9,16 @@
 //! 4. The model is checked with `myelin_precompile::validate::validate` and round-tripped
 //!    through the canonical encoding.
 //!
+//! Steps 2 and 3 handle each ONNX op type through its row in [`ops`], the one list of the
+//! supported op types.
+//!
 //! The ONNX batch axis is dropped: a model with input `[N, 1, 8, 8]` becomes a Myelin model
 //! with input `[1, 8, 8]`.
 
 pub mod float;
 pub mod graph;
 mod lower;
+mod ops;
 pub mod proto;
 pub mod quant;
 

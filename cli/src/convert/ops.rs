@@ -1,0 +1,125 @@
+//! The ONNX op types the converter supports: one row per op type, naming its float
+//! evaluation ([`float`]) and its lowering to Myelin nodes ([`lower`]).
+//!
+//! Both passes dispatch through this one table, so an op cannot be evaluated but not lowered
+//! (or the reverse), and the "supported" list of the unsupported-op error is built from it.
+//! Adding an op is one row here plus its two functions. Op types that share code (the pools;
+//! Relu and Clip, Sigmoid and Tanh when lowered) still get a row each, pointing at the same
+//! function.
+
+use anyhow::{anyhow, Result};
+
+use super::float::{self, Env, Runner, Tensor};
+use super::graph::Node;
+use super::lower::{self, Lowerer};
+
+/// How the converter handles one ONNX op type.
+pub(super) struct OnnxOp {
+    /// The ONNX `op_type`.
+    pub(super) name: &'static str,
+    /// Computes the node's output in float from the tensors computed so far.
+    pub(super) eval: fn(&Runner<'_>, &Node, &Env<'_>) -> Result<Tensor>,
+    /// Lowers the node whose (first) output is the given ONNX tensor.
+    pub(super) lower: fn(&mut Lowerer<'_>, &Node, String) -> Result<()>,
+}
+
+/// Every supported op type, in the order the unsupported-op error lists them.
+const OPS: &[OnnxOp] = &[
+    OnnxOp {
+        name: "Gemm",
+        eval: float::eval_gemm,
+        lower: lower::lower_gemm,
+    },
+    OnnxOp {
+        name: "MatMul",
+        eval: float::eval_matmul,
+        lower: lower::lower_matmul,
+    },
+    OnnxOp {
+        name: "Add",
+        eval: float::eval_add,
+        lower: lower::lower_add,
+    },
+    OnnxOp {
+        name: "Conv",
+        eval: float::eval_conv,
+        lower: lower::lower_conv,
+    },
+    OnnxOp {
+        name: "BatchNormalization",
+        eval: float::eval_batch_norm,
+        lower: lower::lower_batch_norm,
+    },
+    OnnxOp {
+        name: "Relu",
+        eval: float::eval_relu,
+        lower: lower::lower_activation,
+    },
+    OnnxOp {
+        name: "Clip",
+        eval: float::eval_clip,
+        lower: lower::lower_activation,
+    },
+    OnnxOp {
+        name: "MaxPool",
+        eval: float::eval_pool,
+        lower: lower::lower_pool,
+    },
+    OnnxOp {
+        name: "AveragePool",
+        eval: float::eval_pool,
+        lower: lower::lower_pool,
+    },
+    OnnxOp {
+        name: "GlobalAveragePool",
+        eval: float::eval_global_average_pool,
+        lower: lower::lower_pool,
+    },
+    OnnxOp {
+        name: "Flatten",
+        eval: float::eval_flatten,
+        lower: lower::lower_flatten,
+    },
+    OnnxOp {
+        name: "Reshape",
+        eval: float::eval_reshape,
+        lower: lower::lower_reshape,
+    },
+    OnnxOp {
+        name: "Sigmoid",
+        eval: float::eval_sigmoid,
+        lower: lower::lower_lut,
+    },
+    OnnxOp {
+        name: "Tanh",
+        eval: float::eval_tanh,
+        lower: lower::lower_lut,
+    },
+    OnnxOp {
+        name: "Softmax",
+        eval: float::eval_softmax,
+        lower: lower::lower_softmax,
+    },
+    OnnxOp {
+        name: "Identity",
+        eval: float::eval_identity,
+        lower: lower::lower_identity,
+    },
+];
+
+/// The row of `node`'s op type, or an error naming the op, the node and the supported ops.
+pub(super) fn find(node: &Node) -> Result<&'static OnnxOp> {
+    OPS.iter().find(|op| op.name == node.op).ok_or_else(|| {
+        anyhow!(
+            "unsupported ONNX op `{}` (node `{}`); supported: {}",
+            node.op,
+            node.name,
+            supported()
+        )
+    })
+}
+
+/// The supported op types, comma-separated, in table order.
+fn supported() -> String {
+    OPS.iter().map(|op| op.name).collect::<Vec<_>>().join(", ")
+}
