@@ -379,6 +379,190 @@ fn families() -> Vec<Family> {
             is_load: false,
         },
         Family {
+            name: "layout",
+            knobs: &[
+                ("kind: transpose slice pad resize", 0, 3),
+                ("c", 1, M),
+                ("h", 1, M),
+                ("w", 1, M),
+                ("param", 1, 65535),
+                ("nodes", 1, 256),
+            ],
+            seeds: &[
+                &[0, 64, 64, 64, 1, 1],
+                &[0, 1, 1, 1, 1, 256],
+                &[1, 1, 1024, 1024, 1024, 1],
+                &[2, 1, 1, 1, 65535, 8],
+                &[3, 1, 1, 1, 1024, 1],
+                &[3, 256, 2, 2, 2, 64],
+            ],
+            build: |k, _| {
+                let [kind, c, h, w, param, nodes] = k[..6] else {
+                    unreachable!()
+                };
+                let node = |_| match kind {
+                    0 => Node::Transpose(Transpose {
+                        input: 0,
+                        perm: if param % 2 == 0 {
+                            vec![2, 0, 1]
+                        } else {
+                            vec![1, 0, 2]
+                        },
+                    }),
+                    1 => {
+                        let step = param.clamp(2, w.max(2));
+                        let full = |d: u32| SliceRange {
+                            start: 0,
+                            end: d,
+                            step: 1,
+                        };
+                        Node::Slice(Slice {
+                            input: 0,
+                            axes: vec![
+                                full(c),
+                                full(h),
+                                SliceRange {
+                                    start: 0,
+                                    end: (w - 1) / step * step + 1,
+                                    step,
+                                },
+                            ],
+                        })
+                    }
+                    2 => Node::Pad(Pad {
+                        input: 0,
+                        pads: vec![(0, 0), (0, 0), (param, param)],
+                    }),
+                    _ => Node::Resize(Resize {
+                        input: 0,
+                        factors: [param.min(65535) as u16, 2],
+                    }),
+                };
+                base(vec![c, h, w], (0..nodes).map(node).collect())
+            },
+            is_load: false,
+        },
+        Family {
+            name: "binary",
+            knobs: &[
+                ("kind: concat mul sub matmul", 0, 3),
+                ("rows", 1, M),
+                ("len", 1, M),
+                ("inputs", 2, 255),
+                ("nodes", 1, 256),
+            ],
+            seeds: &[
+                &[0, 1, 1, 255, 256],
+                &[0, 1, 4096, 2, 1],
+                &[1, 1, M, 2, 1],
+                &[1, 1, 1, 2, 256],
+                &[2, 1, 1, 2, 256],
+                &[3, 64, 64, 2, 1],
+                &[3, 2, 512, 2, 1],
+                &[3, 1, 1, 2, 255],
+            ],
+            build: |k, _| {
+                let [kind, rows, len, inputs, nodes] = k[..5] else {
+                    unreachable!()
+                };
+                let unit = Scale {
+                    mult: 1 << 30,
+                    shift: 1,
+                };
+                let shape = vec![rows, len];
+                match kind {
+                    0 => base(
+                        shape,
+                        (0..nodes)
+                            .map(|_| {
+                                Node::Concat(Concat {
+                                    inputs: vec![(0, unit); inputs as usize],
+                                    axis: 0,
+                                    zero_point: 0,
+                                })
+                            })
+                            .collect(),
+                    ),
+                    1 => base(
+                        shape,
+                        (0..nodes)
+                            .map(|_| {
+                                Node::Mul(Mul {
+                                    a: 0,
+                                    b: 0,
+                                    out: output(-8),
+                                })
+                            })
+                            .collect(),
+                    ),
+                    2 => base(
+                        shape,
+                        (0..nodes)
+                            .map(|_| {
+                                let Node::Add(a) = add(0, 0) else {
+                                    unreachable!("add() makes an Add")
+                                };
+                                Node::Sub(Sub(a))
+                            })
+                            .collect(),
+                    ),
+                    _ => {
+                        // X · Xᵀ, `nodes` times: [rows, len] × [len, rows].
+                        let mut ns = vec![Node::Transpose(Transpose {
+                            input: 0,
+                            perm: vec![1, 0],
+                        })];
+                        let shift = -(8 + (len as f64).log2().ceil() as i8).min(31);
+                        ns.extend((0..nodes.min(255)).map(|_| {
+                            Node::MatMul(MatMul {
+                                a: 0,
+                                b: 1,
+                                out: output(shift),
+                            })
+                        }));
+                        base(shape, ns)
+                    }
+                }
+            },
+            is_load: false,
+        },
+        Family {
+            name: "reduce",
+            knobs: &[
+                ("kind: sum max", 0, 1),
+                ("outer", 1, M),
+                ("l", 2, M),
+                ("inner", 1, M),
+                ("nodes", 1, 256),
+            ],
+            seeds: &[
+                &[0, M / 2, 2, 1, 1],
+                &[1, M / 2, 2, 1, 1],
+                &[0, 1, M, 1, 1],
+                &[1, 1, 2, M / 2, 8],
+                &[0, 1, 2, 1, 256],
+            ],
+            build: |k, _| {
+                let [kind, outer, l, inner, nodes] = k[..5] else {
+                    unreachable!()
+                };
+                let shift = -(1 + (l as f64).log2().ceil() as i8).min(31);
+                let node = |_| {
+                    if kind == 0 {
+                        Node::ReduceSum(ReduceSum {
+                            input: 0,
+                            axis: 1,
+                            out: output(shift),
+                        })
+                    } else {
+                        Node::ReduceMax(ReduceMax { input: 0, axis: 1 })
+                    }
+                };
+                base(vec![outer, l, inner], (0..nodes).map(node).collect())
+            },
+            is_load: false,
+        },
+        Family {
             name: "load",
             knobs: &[
                 ("kind: dense conv lut", 0, 2),
@@ -581,9 +765,21 @@ fn summary(m: &Model) -> String {
             window.stride,
             window.pads
         ),
-        Node::Add(_) | Node::Clamp(_) | Node::Reshape(_) | Node::Lut(_) | Node::Softmax(_) => {
-            n.op_name().into()
-        }
+        Node::Transpose(t) => format!("Transpose {:?}", t.perm),
+        Node::Slice(sl) => format!("Slice {:?}", sl.axes),
+        Node::Pad(p) => format!("Pad {:?}", p.pads),
+        Node::Concat(c) => format!("Concat×{} axis {}", c.inputs.len(), c.axis),
+        Node::ReduceSum(r) => format!("ReduceSum axis {}", r.axis),
+        Node::ReduceMax(r) => format!("ReduceMax axis {}", r.axis),
+        Node::Resize(r) => format!("Resize {:?}", r.factors),
+        Node::Add(_)
+        | Node::Sub(_)
+        | Node::Mul(_)
+        | Node::MatMul(_)
+        | Node::Clamp(_)
+        | Node::Reshape(_)
+        | Node::Lut(_)
+        | Node::Softmax(_) => n.op_name().into(),
     };
     let mut s = format!("in {:?}:", m.input_shape);
     let mut runs: Vec<(String, usize)> = Vec::new();

@@ -128,6 +128,7 @@ library Myelin {
         if (code == 12) return "output scale mismatch";
         if (code == 13) return "per_channel not canonical";
         if (code == 14) return "count_include_pad not canonical";
+        if (code == 15) return "identity node not canonical";
         if (code == 20) return "bad rank";
         if (code == 21) return "zero dimension";
         if (code == 22) return "tensor too large";
@@ -140,6 +141,12 @@ library Myelin {
         if (code == 29) return "Add shapes differ";
         if (code == 30) return "Reshape changes size";
         if (code == 31) return "not encodable";
+        if (code == 32) return "bad permutation";
+        if (code == 33) return "bad slice";
+        if (code == 34) return "Concat shapes differ";
+        if (code == 35) return "bad axis";
+        if (code == 36) return "shapes do not broadcast";
+        if (code == 37) return "MatMul shapes differ";
         if (code == 40) return "empty clamp range";
         if (code == 41) return "exp_table[0] is zero";
         if (code == 42) return "int32 overflow possible";

@@ -24,7 +24,7 @@ pub(crate) type T<const D: usize> = Tensor<D, Int>;
 /// An activation as the engine holds it: flat, int64.
 pub type EngineTensor = T<1>;
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     #[allow(deprecated)] // burn marks ndarray as deprecated in favour of `flex`; we need ndarray
     Device::ndarray()
 }

@@ -44,6 +44,10 @@ pub enum Code {
     PerChannelNotCanonical = 13,
     /// `count_include_pad = 1` with every pad zero.
     PadFlagNotCanonical = 14,
+    /// A node that computes its input unchanged (Transpose by the identity, Slice of
+    /// everything, Pad by nothing, Resize by 1×1, ReduceMax over an axis of size 1): no node
+    /// is the one encoding of that function.
+    IdentityNotCanonical = 15,
     /// A declared shape's rank is outside `1..=MAX_RANK`.
     BadRank = 20,
     /// A tensor would have a zero dimension (a declared dimension, or zero output channels).
@@ -70,6 +74,19 @@ pub enum Code {
     /// shapes, Add with several multipliers, a Conv1d window on the first axis). Never the
     /// result of decoding bytes.
     NotEncodable = 31,
+    /// Transpose's `perm` is not a permutation of the input's axes.
+    BadPermutation = 32,
+    /// A Slice range has `step = 0`, `start ≥ end`, `end` past the axis, or an `end` that is
+    /// not one past the last element taken.
+    BadSlice = 33,
+    /// Concat has fewer than 2 inputs, or inputs whose ranks or other axes differ.
+    ConcatShapeMismatch = 34,
+    /// An axis (Concat, ReduceSum, ReduceMax) is not below the input's rank.
+    BadAxis = 35,
+    /// Mul's `b` does not broadcast to `a`'s shape.
+    BroadcastMismatch = 36,
+    /// MatMul's operands are not `[..., M, K]` and `[..., K, N]` with equal leading axes.
+    MatMulShapeMismatch = 37,
     /// `act_min > act_max`, or Clamp's `min > max`.
     EmptyClamp = 40,
     /// Softmax's `exp_table[0]` is 0.
@@ -88,7 +105,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in numeric order.
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 39] = [
         Code::TooLarge,
         Code::Truncated,
         Code::BadMagic,
@@ -102,6 +119,7 @@ impl Code {
         Code::OutputScaleMismatch,
         Code::PerChannelNotCanonical,
         Code::PadFlagNotCanonical,
+        Code::IdentityNotCanonical,
         Code::BadRank,
         Code::ZeroDim,
         Code::TensorTooLarge,
@@ -114,6 +132,12 @@ impl Code {
         Code::AddShapeMismatch,
         Code::ReshapeMismatch,
         Code::NotEncodable,
+        Code::BadPermutation,
+        Code::BadSlice,
+        Code::ConcatShapeMismatch,
+        Code::BadAxis,
+        Code::BroadcastMismatch,
+        Code::MatMulShapeMismatch,
         Code::EmptyClamp,
         Code::ExpTableZero,
         Code::AccumulatorOverflow,
@@ -144,6 +168,7 @@ impl Code {
             Code::OutputScaleMismatch => "output scale mismatch",
             Code::PerChannelNotCanonical => "per_channel not canonical",
             Code::PadFlagNotCanonical => "count_include_pad not canonical",
+            Code::IdentityNotCanonical => "identity node not canonical",
             Code::BadRank => "bad rank",
             Code::ZeroDim => "zero dimension",
             Code::TensorTooLarge => "tensor too large",
@@ -156,6 +181,12 @@ impl Code {
             Code::AddShapeMismatch => "Add shapes differ",
             Code::ReshapeMismatch => "Reshape changes size",
             Code::NotEncodable => "not encodable",
+            Code::BadPermutation => "bad permutation",
+            Code::BadSlice => "bad slice",
+            Code::ConcatShapeMismatch => "Concat shapes differ",
+            Code::BadAxis => "bad axis",
+            Code::BroadcastMismatch => "shapes do not broadcast",
+            Code::MatMulShapeMismatch => "MatMul shapes differ",
             Code::EmptyClamp => "empty clamp range",
             Code::ExpTableZero => "exp_table[0] is zero",
             Code::AccumulatorOverflow => "int32 overflow possible",

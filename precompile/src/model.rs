@@ -34,15 +34,23 @@ pub struct Quant {
 /// Index of a tensor: 0 is the model input, `i + 1` the output of node `i`.
 pub type TensorId = u16;
 
-pub use crate::ops::add::Add;
+pub use crate::ops::add::{Add, Sub};
 pub use crate::ops::clamp::Clamp;
+pub use crate::ops::concat::Concat;
 pub use crate::ops::conv::Conv;
 pub use crate::ops::dense::Dense;
 pub use crate::ops::layer::Output;
 pub use crate::ops::lut::Lut;
+pub use crate::ops::matmul::MatMul;
+pub use crate::ops::mul::Mul;
+pub use crate::ops::pad::Pad;
 pub use crate::ops::pool::{AvgPool, MaxPool};
+pub use crate::ops::reduce::{ReduceMax, ReduceSum};
 pub use crate::ops::reshape::Reshape;
+pub use crate::ops::resize::Resize;
+pub use crate::ops::slice::{Range as SliceRange, Slice};
 pub use crate::ops::softmax::Softmax;
+pub use crate::ops::transpose::Transpose;
 pub use crate::ops::window::Window;
 pub use crate::ops::Node;
 

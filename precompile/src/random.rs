@@ -178,8 +178,11 @@ fn random_node(rng: &mut Rng, cur: TensorId, shape: &[u32], shapes: &[Vec<u32>])
     node_of_kind(rng, op, is_map, cur, shape, shapes)
 }
 
-/// A node of kind `op` (0–2 convolution, 3 pooling, falling back to Dense when the shape does
-/// not allow them; 4 Clamp, 5 Lut, 6 Add, 7 Softmax, 8–9 Reshape) reading tensor `cur`.
+/// A node of kind `op` reading tensor `cur`: 0–2 convolution, 3 pooling, falling back to
+/// Dense when the shape does not allow them; 4 Clamp, 5 Lut, 6 Add, 7 Softmax, 8–9 Reshape;
+/// 10 Transpose, 11 Slice, 12 Pad, 13 Concat, 14 Mul, 15 Sub, 16 ReduceSum, 17 ReduceMax,
+/// 18 Resize, 19 MatMul, falling back to a Reshape when the shape does not allow them.
+/// [`model`] draws kinds 0–9 only, so seeds keep the models they always made.
 fn node_of_kind(
     rng: &mut Rng,
     op: i64,
@@ -188,6 +191,7 @@ fn node_of_kind(
     shape: &[u32],
     shapes: &[Vec<u32>],
 ) -> Node {
+    let reshape = || Node::Reshape(Reshape::random(cur, shape));
     match op {
         0..=2 if is_map => Node::Conv(Conv::random(rng, cur, shape)),
         3 if shape.len() == 3 => crate::ops::pool::random(rng, cur, shape),
@@ -196,7 +200,17 @@ fn node_of_kind(
         5 => Node::Lut(Lut::random(rng, cur)),
         6 => Node::Add(Add::random(rng, cur, shape, shapes)),
         7 => Node::Softmax(Softmax::random(rng, cur)),
-        _ => Node::Reshape(Reshape::random(cur, shape)),
+        10 if shape.len() >= 2 => Node::Transpose(Transpose::random(rng, cur, shape.len())),
+        11 => Slice::random(rng, cur, shape).map_or_else(reshape, Node::Slice),
+        12 => Node::Pad(Pad::random(rng, cur, shape.len())),
+        13 => Node::Concat(Concat::random(rng, cur, shape, shapes)),
+        14 => Node::Mul(Mul::random(rng, cur, shape, shapes)),
+        15 => Node::Sub(Sub(Add::random(rng, cur, shape, shapes))),
+        16 => Node::ReduceSum(ReduceSum::random(rng, cur, shape)),
+        17 => ReduceMax::random(rng, cur, shape).map_or_else(reshape, Node::ReduceMax),
+        18 if shape.len() == 3 => Node::Resize(Resize::random(rng, cur)),
+        19 => MatMul::random(rng, cur, shape, shapes).map_or_else(reshape, Node::MatMul),
+        _ => reshape(),
     }
 }
 

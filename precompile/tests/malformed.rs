@@ -622,6 +622,16 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
             Node::Reshape(Reshape { shape, .. }) => shape.push(rng.range(0, 1) as u32 * 2),
             Node::Lut(Lut { input, .. }) => *input = forward(rng),
             Node::Softmax(Softmax { exp_table, .. }) => exp_table[0] = rng.range(0, 1) as u16,
+            Node::Transpose(t) => t.perm[0] = t.perm.len() as u8,
+            Node::Slice(sl) => sl.axes[0].step = 0,
+            Node::Pad(p) => p.input = forward(rng),
+            Node::Concat(c) => c.inputs[0].1.shift = rng.range(-33, 32) as i8,
+            Node::Mul(mu) => mu.out.requant[0].shift = rng.range(-33, 32) as i8,
+            Node::Sub(Sub(a)) => a.a_requant.shift = rng.range(-5, 5) as i8,
+            Node::ReduceSum(r) => r.axis = 7,
+            Node::ReduceMax(r) => r.input = forward(rng),
+            Node::Resize(r) => r.factors = [0, 1],
+            Node::MatMul(mm) => mm.out.act_min = rng.i8(),
         },
     }
 }

@@ -12,6 +12,8 @@ use myelin_precompile::model::*;
 use myelin_precompile::random::{self, Rng, Spec};
 use myelin_precompile::{decode, encode, gas, reference};
 
+mod ops;
+
 pub const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/v1.json");
 
 pub fn load() -> Vec<Vector> {
@@ -680,6 +682,7 @@ pub fn cases() -> Vec<Case> {
             model,
         });
     }
+    cs.extend(ops::cases());
     cs
 }
 
@@ -1412,9 +1415,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::UnknownOp,
         ),
         r(
-            "reject_op_tag_0b",
-            "op tag 0x0B (one past Softmax)",
-            patched(ok.clone(), RANK1_TAG, 0x0B),
+            "reject_op_tag_15",
+            "op tag 0x15 (one past MatMul, the last op)",
+            patched(ok.clone(), RANK1_TAG, 0x15),
             Code::UnknownOp,
         ),
         r(
@@ -1919,6 +1922,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::AccumulatorOverflow,
         ),
     ]
+    .into_iter()
+    .chain(ops::rejections())
+    .collect()
 }
 
 /// Largest `|bias| + 255 · Σ|w|` with multiplier `(2^31 − 1, 0)` and zero point ±127 that

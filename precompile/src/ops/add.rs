@@ -1,6 +1,6 @@
 //! Add (SPEC §3.6, tag 0x06): residual addition of two same-shape tensors, TFLite-style:
 //! both inputs are lifted by `2^20`, rescaled to a common scale, summed and rescaled to the
-//! output.
+//! output. Sub (tag 0x10) is the same with the second operand subtracted.
 
 use super::layer::{put_scale, Output};
 use super::{Checked, Ctx, Op};
@@ -13,6 +13,7 @@ use crate::quant::mbq;
 use crate::validate::{check_act, check_requant, mbq_bound, not_encodable, numel, requant_bound};
 
 const TAG: u8 = 0x06;
+const TAG_SUB: u8 = 0x10;
 
 /// Left shift applied to both inputs before rescaling (TFLite's value).
 pub const ADD_LEFT_SHIFT: u32 = 20;
@@ -29,7 +30,13 @@ pub struct Add {
     pub out: Output,
 }
 
+/// `a − b`: the fields, checks and cost of [`Add`], the rescaled second operand subtracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sub(pub Add);
+
 pub struct Prepared {
+    /// 1 for Add, −1 for Sub.
+    sign: i64,
     a: TensorId,
     b: TensorId,
     /// Multipliers of input a, input b and the output.
@@ -37,19 +44,8 @@ pub struct Prepared {
     out: Output,
 }
 
-impl Op for Add {
-    const TAGS: &'static [u8] = &[TAG];
-    type Prepared = Prepared;
-
-    fn name(&self) -> &'static str {
-        "Add"
-    }
-
-    fn inputs(&self) -> Vec<TensorId> {
-        vec![self.a, self.b]
-    }
-
-    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+impl Add {
+    fn read_fields(r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
         Ok(Add {
             a: r.tensor(shapes)?,
             b: r.tensor(shapes)?,
@@ -59,8 +55,7 @@ impl Op for Add {
         })
     }
 
-    fn write(&self, w: &mut Vec<u8>) {
-        w.push(TAG);
+    fn write_fields(&self, w: &mut Vec<u8>) {
         w.extend_from_slice(&self.a.to_le_bytes());
         w.extend_from_slice(&self.b.to_le_bytes());
         put_scale(w, self.a_requant);
@@ -68,7 +63,7 @@ impl Op for Add {
         self.out.write(w);
     }
 
-    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+    fn shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
         let (first, second) = (&shapes[self.a as usize], &shapes[self.b as usize]);
         if first != second {
             return Err(ModelError::at(
@@ -86,13 +81,7 @@ impl Op for Add {
         Ok(first.to_vec())
     }
 
-    fn check(
-        &self,
-        node: usize,
-        _: &[i8],
-        _: &[Vec<u32>],
-        _: &[u32],
-    ) -> Result<Checked, ModelError> {
+    fn check_params(&self, node: usize) -> Result<Checked, ModelError> {
         check_requant(node, self.a_requant)?;
         check_requant(node, self.b_requant)?;
         check_requant(node, self.out.requant[0])?;
@@ -107,18 +96,15 @@ impl Op for Add {
         })
     }
 
-    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
-        None
-    }
-
-    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+    fn work(&self, out: &[u32]) -> Cost {
         Cost {
             macs: 0,
             elems: ADD_PASSES * numel(out),
         }
     }
 
-    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+    /// `sign` 1 adds, −1 subtracts (the bound of `|sa ± sb|` is the same).
+    fn reference_signed(&self, cx: &Ctx<'_, Vec<i8>>, sign: i32) -> Vec<i8> {
         let (xa, xb) = (cx.value(self.a), cx.value(self.b));
         let (za, zb) = (cx.zp(self.a) as i32, cx.zp(self.b) as i32);
         let rescale = |q: i8, z: i32, rq: Requant| {
@@ -128,14 +114,15 @@ impl Op for Add {
         xa.iter()
             .zip(xb)
             .map(|(&qa, &qb)| {
-                let sum = rescale(qa, za, self.a_requant) + rescale(qb, zb, self.b_requant);
+                let sum = rescale(qa, za, self.a_requant) + sign * rescale(qb, zb, self.b_requant);
                 self.out.apply(sum, 0)
             })
             .collect()
     }
 
-    fn prepare(&self) -> Prepared {
+    fn prepare_signed(&self, sign: i64) -> Prepared {
         Prepared {
+            sign,
             a: self.a,
             b: self.b,
             params: [
@@ -146,19 +133,131 @@ impl Op for Add {
             out: self.out.clone(),
         }
     }
+}
+
+fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+    let [pa, pb, out] = &p.params;
+    let n = numel(cx.shape(p.a)) as usize;
+    let lift = |id: TensorId| {
+        cx.value(id)
+            .clone()
+            .sub_scalar(cx.zp(id) as i64)
+            .mul_scalar(1i64 << ADD_LEFT_SHIFT)
+            .reshape([1, n])
+    };
+    let sum = pa.apply(lift(p.a)) + pb.apply(lift(p.b)).mul_scalar(p.sign);
+    requantize(sum, out, &p.out).flatten(0, 1)
+}
+
+impl Op for Add {
+    const TAGS: &'static [u8] = &[TAG];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "Add"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.a, self.b]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Add::read_fields(r, shapes)
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG);
+        self.write_fields(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        self.shape(node, shapes)
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        self.check_params(node)
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        None
+    }
+
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+        self.work(out)
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        self.reference_signed(cx, 1)
+    }
+
+    fn prepare(&self) -> Prepared {
+        self.prepare_signed(1)
+    }
 
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let [pa, pb, out] = &p.params;
-        let n = numel(cx.shape(p.a)) as usize;
-        let lift = |id: TensorId| {
-            cx.value(id)
-                .clone()
-                .sub_scalar(cx.zp(id) as i64)
-                .mul_scalar(1i64 << ADD_LEFT_SHIFT)
-                .reshape([1, n])
-        };
-        let sum = pa.apply(lift(p.a)) + pb.apply(lift(p.b));
-        requantize(sum, out, &p.out).flatten(0, 1)
+        run(p, cx)
+    }
+}
+
+impl Op for Sub {
+    const TAGS: &'static [u8] = &[TAG_SUB];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "Sub"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        self.0.inputs()
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(Sub(Add::read_fields(r, shapes)?))
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG_SUB);
+        self.0.write_fields(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        self.0.shape(node, shapes)
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        self.0.check_params(node)
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        None
+    }
+
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+        self.0.work(out)
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        self.0.reference_signed(cx, -1)
+    }
+
+    fn prepare(&self) -> Prepared {
+        self.0.prepare_signed(-1)
+    }
+
+    fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        run(p, cx)
     }
 }
 

@@ -14,13 +14,22 @@
 
 pub mod add;
 pub mod clamp;
+pub mod concat;
 pub mod conv;
 pub mod dense;
 pub mod layer;
+pub mod layout;
 pub mod lut;
+pub mod matmul;
+pub mod mul;
+pub mod pad;
 pub mod pool;
+pub mod reduce;
 pub mod reshape;
+pub mod resize;
+pub mod slice;
 pub mod softmax;
+pub mod transpose;
 pub mod window;
 
 use crate::codec::Reader;
@@ -223,6 +232,16 @@ operators! {
     Reshape(reshape::Reshape),
     Lut(lut::Lut),
     Softmax(softmax::Softmax),
+    Transpose(transpose::Transpose),
+    Slice(slice::Slice),
+    Pad(pad::Pad),
+    Concat(concat::Concat),
+    Mul(mul::Mul),
+    Sub(add::Sub),
+    ReduceSum(reduce::ReduceSum),
+    ReduceMax(reduce::ReduceMax),
+    Resize(resize::Resize),
+    MatMul(matmul::MatMul),
 }
 
 /// Test helpers for the operators' own tests.

@@ -1,0 +1,207 @@
+//! MatMul of two activations (SPEC §3.2, tag 0x14), batched over leading axes: attention's
+//! `Q · Kᵀ` and `A · V`. `a: [..., M, K]`, `b: [..., K, N]` with equal leading axes;
+//! `acc = Σ_k (a[m][k] − zp(a)) · (b[k][n] − zp(b))` (int32), `y = REQUANT(acc, output, 0)`.
+
+use super::layer::Output;
+use super::{Checked, Ctx, Op};
+use crate::codec::Reader;
+use crate::cost::{Cost, LAYER_OUT_PASSES};
+use crate::engine::{requantize, EngineTensor, RequantParams, ACC, T, WIDE};
+use crate::error::{Code, ModelError};
+use crate::model::{Scale, TensorId};
+use crate::ops::mul::MAX_PRODUCT;
+use crate::validate::{
+    check_act, check_requant, checked_elems, not_encodable, numel, requant_bound,
+};
+
+const TAG: u8 = 0x14;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatMul {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub out: Output,
+}
+
+pub struct Prepared {
+    matmul: MatMul,
+    requant: RequantParams,
+}
+
+/// `[batch, M, K, N]` of valid operand shapes.
+fn dims(a: &[u32], b: &[u32]) -> [usize; 4] {
+    let r = a.len();
+    let batch = a[..r - 2].iter().map(|&d| d as usize).product();
+    [
+        batch,
+        a[r - 2] as usize,
+        a[r - 1] as usize,
+        b[r - 1] as usize,
+    ]
+}
+
+impl Op for MatMul {
+    const TAGS: &'static [u8] = &[TAG];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "MatMul"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.a, self.b]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(MatMul {
+            a: r.tensor(shapes)?,
+            b: r.tensor(shapes)?,
+            out: Output::read(r, 1)?,
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG);
+        w.extend_from_slice(&self.a.to_le_bytes());
+        w.extend_from_slice(&self.b.to_le_bytes());
+        self.out.write(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        let (a, b) = (&shapes[self.a as usize], &shapes[self.b as usize]);
+        let r = a.len();
+        let fits = r >= 2 && b.len() == r && a[..r - 2] == b[..r - 2] && a[r - 1] == b[r - 2];
+        if !fits {
+            return Err(ModelError::at(
+                Code::MatMulShapeMismatch,
+                node,
+                format!("{a:?} × {b:?} (need [..., M, K] × [..., K, N])"),
+            ));
+        }
+        if self.out.requant.len() != 1 {
+            return Err(not_encodable(
+                node,
+                "MatMul has one output multiplier".into(),
+            ));
+        }
+        let mut out = a.clone();
+        out[r - 1] = b[r - 1];
+        checked_elems(node, &out)?;
+        Ok(out)
+    }
+
+    /// The multiplier, the clamp, then that `|acc| ≤ 65025 · K` survives requantization.
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        shapes: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        check_requant(node, self.out.requant[0])?;
+        check_act(node, self.out.act_min, self.out.act_max)?;
+        let k = *shapes[self.a as usize].last().unwrap_or(&1) as u64;
+        requant_bound(
+            node,
+            MAX_PRODUCT * k,
+            self.out.requant[0],
+            self.out.zero_point,
+        )?;
+        Ok(Checked {
+            zero_point: self.out.zero_point,
+            params: 0,
+        })
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        None
+    }
+
+    /// Both zero points and casts (2 passes over each operand), `b` copied transposed so
+    /// that every dot product walks two contiguous rows, the product and its requantization.
+    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+        let (a, b) = (&shapes[self.a as usize], &shapes[self.b as usize]);
+        let [batch, m, k, n] = dims(a, b);
+        Cost {
+            macs: (batch * m * k * n) as u64,
+            elems: 2 * numel(a) + 3 * numel(b) + LAYER_OUT_PASSES * numel(out),
+        }
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        let (xa, xb) = (cx.value(self.a), cx.value(self.b));
+        let (za, zb) = (cx.zp(self.a) as i32, cx.zp(self.b) as i32);
+        let [batch, m, k, n] = dims(cx.shape(self.a), cx.shape(self.b));
+        let mut y = Vec::with_capacity(batch * m * n);
+        for t in 0..batch {
+            for i in 0..m {
+                for j in 0..n {
+                    let acc: i32 = (0..k)
+                        .map(|p| {
+                            (xa[(t * m + i) * k + p] as i32 - za)
+                                * (xb[(t * k + p) * n + j] as i32 - zb)
+                        })
+                        .sum();
+                    y.push(self.out.apply(acc, 0));
+                }
+            }
+        }
+        y
+    }
+
+    fn prepare(&self) -> Prepared {
+        Prepared {
+            matmul: self.clone(),
+            requant: RequantParams::new(&self.out.requant, [1, 1]),
+        }
+    }
+
+    fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        let mm = &p.matmul;
+        let [batch, m, k, n] = dims(cx.shape(mm.a), cx.shape(mm.b));
+        let lift = |id: TensorId| cx.value(id).clone().sub_scalar(cx.zp(id) as i64).cast(ACC);
+        let a: T<3> = lift(mm.a).reshape([batch, m, k]);
+        // bᵀ in standard layout ([batch, N, K], copied once), then viewed transposed: the
+        // matmul's rhs columns are its contiguous rows.
+        let bt: T<3> = lift(mm.b)
+            .reshape([batch, k, n])
+            .swap_dims(1, 2)
+            .reshape([batch * n * k])
+            .reshape([batch, n, k]);
+        let acc = a.matmul(bt.swap_dims(1, 2)).cast(WIDE); // [batch, M, N]
+        requantize(acc.reshape([1, batch * m * n]), &p.requant, &mm.out).flatten(0, 1)
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl MatMul {
+    /// Tensor `cur` (`[..., M, K]`) times an earlier tensor of shape `[..., K, N]`, if any.
+    pub fn random(
+        rng: &mut crate::random::Rng,
+        cur: TensorId,
+        shape: &[u32],
+        shapes: &[Vec<u32>],
+    ) -> Option<Self> {
+        let r = shape.len();
+        if r < 2 {
+            return None;
+        }
+        let fits: Vec<usize> = (0..shapes.len())
+            .filter(|&i| {
+                let s = &shapes[i];
+                s.len() == r && s[..r - 2] == shape[..r - 2] && s[r - 2] == shape[r - 1]
+            })
+            .collect();
+        if fits.is_empty() {
+            return None;
+        }
+        let b = fits[rng.range(0, fits.len() as i64 - 1) as usize] as TensorId;
+        let k = shape[r - 1] as f64;
+        let typical = (4096.0 * k.sqrt()).log2().ceil() as i64;
+        let out = Output {
+            requant: vec![crate::random::requant(rng, -typical - 1, -typical + 2)],
+            ..crate::random::output(rng, 1, 1)
+        };
+        Some(MatMul { a: cur, b, out })
+    }
+}

@@ -1,0 +1,178 @@
+//! Mul (SPEC §3.2, tag 0x0F): elementwise quantized product,
+//! `y = REQUANT((a − zp(a)) · (b − zp(b)), output, 0)`, with `b` broadcast to `a`'s shape
+//! (NumPy rules, `b` aligned on the right: a scalar, a per-channel vector, or equal shapes).
+
+use super::layer::Output;
+use super::{layout, Checked, Ctx, Op};
+use crate::codec::Reader;
+use crate::cost::{Cost, LAYER_OUT_PASSES};
+use crate::engine::{requantize, EngineTensor, RequantParams, T};
+use crate::error::{Code, ModelError};
+use crate::model::{Scale, TensorId};
+use crate::validate::{check_act, check_requant, not_encodable, numel, requant_bound};
+
+const TAG: u8 = 0x0F;
+
+/// The largest `|(a − zp(a)) · (b − zp(b))|`.
+pub const MAX_PRODUCT: u64 = 255 * 255;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mul {
+    pub a: TensorId,
+    /// Broadcast to `a`'s shape.
+    pub b: TensorId,
+    pub out: Output,
+}
+
+pub struct Prepared {
+    mul: Mul,
+    requant: RequantParams,
+}
+
+/// Whether `b` broadcasts to `a` (NumPy rules with `b` aligned on the right).
+fn broadcasts(b: &[u32], a: &[u32]) -> bool {
+    b.len() <= a.len()
+        && b.iter()
+            .rev()
+            .zip(a.iter().rev())
+            .all(|(&x, &y)| x == y || x == 1)
+}
+
+impl Op for Mul {
+    const TAGS: &'static [u8] = &[TAG];
+    type Prepared = Prepared;
+
+    fn name(&self) -> &'static str {
+        "Mul"
+    }
+
+    fn inputs(&self) -> Vec<TensorId> {
+        vec![self.a, self.b]
+    }
+
+    fn read(_: u8, r: &mut Reader<'_>, shapes: &[Vec<u32>]) -> Result<Self, ModelError> {
+        Ok(Mul {
+            a: r.tensor(shapes)?,
+            b: r.tensor(shapes)?,
+            out: Output::read(r, 1)?,
+        })
+    }
+
+    fn write(&self, w: &mut Vec<u8>) {
+        w.push(TAG);
+        w.extend_from_slice(&self.a.to_le_bytes());
+        w.extend_from_slice(&self.b.to_le_bytes());
+        self.out.write(w);
+    }
+
+    fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
+        let (a, b) = (&shapes[self.a as usize], &shapes[self.b as usize]);
+        if !broadcasts(b, a) {
+            return Err(ModelError::at(
+                Code::BroadcastMismatch,
+                node,
+                format!("{b:?} does not broadcast to {a:?}"),
+            ));
+        }
+        if self.out.requant.len() != 1 {
+            return Err(not_encodable(
+                node,
+                "Mul has exactly one output multiplier".into(),
+            ));
+        }
+        Ok(a.clone())
+    }
+
+    fn check(
+        &self,
+        node: usize,
+        _: &[i8],
+        _: &[Vec<u32>],
+        _: &[u32],
+    ) -> Result<Checked, ModelError> {
+        check_requant(node, self.out.requant[0])?;
+        check_act(node, self.out.act_min, self.out.act_max)?;
+        requant_bound(node, MAX_PRODUCT, self.out.requant[0], self.out.zero_point)?;
+        Ok(Checked {
+            zero_point: self.out.zero_point,
+            params: 0,
+        })
+    }
+
+    fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
+        None
+    }
+
+    /// `b` broadcast (one pass over the output), both zero points, the product, then
+    /// requantization as a layer's output.
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+        Cost {
+            macs: 0,
+            elems: (4 + LAYER_OUT_PASSES) * numel(out),
+        }
+    }
+
+    fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
+        let (xa, xb) = (cx.value(self.a), cx.value(self.b));
+        let (za, zb) = (cx.zp(self.a) as i32, cx.zp(self.b) as i32);
+        let (a_shape, b_shape) = (cx.shape(self.a), cx.shape(self.b));
+        let b_strides = layout::strides(b_shape);
+        let lead = a_shape.len() - b_shape.len();
+        layout::indices(a_shape)
+            .zip(xa)
+            .map(|(idx, &qa)| {
+                // b's axis `k` is a's axis `lead + k`; a size-1 axis of b repeats.
+                let at: usize = (0..b_shape.len())
+                    .map(|k| {
+                        if b_shape[k] == 1 {
+                            0
+                        } else {
+                            idx[lead + k] * b_strides[k]
+                        }
+                    })
+                    .sum();
+                self.out.apply((qa as i32 - za) * (xb[at] as i32 - zb), 0)
+            })
+            .collect()
+    }
+
+    fn prepare(&self) -> Prepared {
+        Prepared {
+            mul: self.clone(),
+            requant: RequantParams::new(&self.out.requant, [1, 1]),
+        }
+    }
+
+    fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
+        let m = &p.mul;
+        let dims = layout::dims4(cx.shape(m.a));
+        let lift = |id: TensorId| cx.value(id).clone().sub_scalar(cx.zp(id) as i64);
+        let a: T<4> = lift(m.a).reshape(dims);
+        let b: T<4> = lift(m.b).reshape(layout::dims4(cx.shape(m.b))).expand(dims);
+        let n = dims.iter().product();
+        requantize((a * b).reshape([1, n]), &p.requant, &m.out).flatten(0, 1)
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl Mul {
+    /// Tensor `cur` times itself, an earlier tensor of its shape, or a broadcast operand: its
+    /// last axis or a scalar, taken from an earlier tensor of that shape when there is one.
+    pub fn random(
+        rng: &mut crate::random::Rng,
+        cur: TensorId,
+        shape: &[u32],
+        shapes: &[Vec<u32>],
+    ) -> Self {
+        let fits: Vec<usize> = (0..shapes.len())
+            .filter(|&i| broadcasts(&shapes[i], shape))
+            .collect();
+        let b = fits[rng.range(0, fits.len() as i64 - 1) as usize] as TensorId;
+        // |product| ≤ 65025: a right shift of 9 to 12 keeps typical products in int8 range.
+        let out = Output {
+            requant: vec![crate::random::requant(rng, -12, -7)],
+            ..crate::random::output(rng, 1, 1)
+        };
+        Mul { a: cur, b, out }
+    }
+}
