@@ -636,3 +636,236 @@ fn run_float_matches_saved_float_metrics() {
             .all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
     }
 }
+
+/// A 3×3 convolution with `pads = 1` (keeps H and W), `c_in` → `c_out` channels.
+fn conv3x3(b: &mut Builder, rng: &mut Rng, x: &str, name: &str, c_in: i64, c_out: i64) -> String {
+    let n = (c_out * c_in * 9) as usize;
+    let w = b.init(
+        &format!("{name}.weight"),
+        &[c_out, c_in, 3, 3],
+        rng.vec(n, 0.5),
+    );
+    let bias = b.init(
+        &format!("{name}.bias"),
+        &[c_out],
+        rng.vec(c_out as usize, 0.1),
+    );
+    b.node(
+        "Conv",
+        &[x, &w, &bias],
+        vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+    )
+}
+
+#[test]
+fn concat_joins_two_conv_branches() {
+    // input ─┬─ Conv 3×3 → Relu ─┬─ Concat(axis 1) → GlobalAveragePool → Flatten → Gemm
+    //        └─ Conv 1×1 ────────┘
+    let mut rng = Rng(21);
+    let mut b = Builder::default();
+    let left = conv3x3(&mut b, &mut rng, "input", "left", 2, 4);
+    let left = b.node("Relu", &[&left], vec![]);
+    let w = b.init("right.weight", &[2, 2, 1, 1], rng.vec(4, 0.8));
+    let right = b.node("Conv", &["input", &w], vec![]);
+    let h = b.node("Concat", &[&left, &right], vec![ai("axis", 1)]);
+    let h = b.node("GlobalAveragePool", &[&h], vec![]);
+    let h = b.node("Flatten", &[&h], vec![]);
+    let w2 = b.init("fc.weight", &[3, 6], rng.vec(18, 1.0));
+    let out = b.node("Gemm", &[&h, &w2], vec![ai("transB", 1)]);
+    let ops = [
+        "Conv2d",
+        "Conv2d",
+        "Concat",
+        "AvgPool2d",
+        "Reshape",
+        "Dense",
+    ];
+    check_synthetic("concat", b.bytes(&[2, 5, 5], &out), &[2, 5, 5], &ops, 0.03);
+}
+
+#[test]
+fn attention_block_with_transpose_and_matmul_of_activations() {
+    // softmax(X · Xᵀ) · X over X: [N, 4, 8]
+    let mut b = Builder::default();
+    let xt = b.node("Transpose", &["input"], vec![ints("perm", &[0, 2, 1])]);
+    let s = b.node("MatMul", &["input", &xt], vec![]);
+    let p = b.node("Softmax", &[&s], vec![ai("axis", -1)]);
+    let out = b.node("MatMul", &[&p, "input"], vec![]);
+    let ops = ["Transpose", "MatMul", "Softmax", "MatMul"];
+    check_synthetic("attention", b.bytes(&[4, 8], &out), &[4, 8], &ops, 0.03);
+}
+
+#[test]
+fn mul_and_sub_of_activations() {
+    // Squeeze-and-excitation: h = Conv(x), g = Sigmoid(GlobalAveragePool(h)) [N, 4, 1, 1],
+    // Mul(g, h) (g broadcast: the operands swap), then Sub(Conv'(x), ·) → Relu (fused)
+    // → Flatten → Gemm
+    let mut rng = Rng(33);
+    let mut b = Builder::default();
+    let h = conv3x3(&mut b, &mut rng, "input", "conv", 2, 4);
+    let g = b.node("GlobalAveragePool", &[&h], vec![]);
+    let g = b.node("Sigmoid", &[&g], vec![]);
+    let m = b.node("Mul", &[&g, &h], vec![]);
+    let h2 = conv3x3(&mut b, &mut rng, "input", "conv2", 2, 4);
+    let d = b.node("Sub", &[&h2, &m], vec![]);
+    let d = b.node("Relu", &[&d], vec![]);
+    let d = b.node("Flatten", &[&d], vec![]);
+    let w = b.init("fc.weight", &[3, 36], rng.vec(108, 0.3));
+    let out = b.node("Gemm", &[&d, &w], vec![ai("transB", 1)]);
+    // the Mul stays pending (for a fused activation) until the Sub reads its operands in
+    // order: the second Conv is emitted first
+    let ops = [
+        "Conv2d",
+        "AvgPool2d",
+        "Lut",
+        "Conv2d",
+        "Mul",
+        "Sub",
+        "Reshape",
+        "Dense",
+    ];
+    let c = check_synthetic("mulsub", b.bytes(&[2, 3, 3], &out), &[2, 3, 3], &ops, 0.03);
+    // the Relu is fused into the Sub: its output clamps at its zero point
+    let sub = c.model.model().nodes.iter().find_map(|n| match n {
+        myelin_precompile::model::Node::Sub(s) => Some(s),
+        _ => None,
+    });
+    let sub = &sub.unwrap().0;
+    assert_eq!(sub.out.act_min, sub.out.zero_point);
+}
+
+#[test]
+fn reductions_over_one_axis() {
+    // x: [N, 4, 6]. ReduceMean(axis −1, keepdims 0) → [N, 4]; ReduceSum(axes input [2])
+    // → [N, 4, 1] → Flatten; ReduceMax(axis 1) → [N, 1, 6] → Flatten; Concat(axis 1).
+    let mut b = Builder::default();
+    let mean = b.node(
+        "ReduceMean",
+        &["input"],
+        vec![ints("axes", &[-1]), ai("keepdims", 0)],
+    );
+    let axes = b.init_i64("sum.axes", &[2]);
+    let sum = b.node("ReduceSum", &["input", &axes], vec![]);
+    let sum = b.node("Flatten", &[&sum], vec![]);
+    let max = b.node("ReduceMax", &["input"], vec![ints("axes", &[1])]);
+    let max = b.node("Flatten", &[&max], vec![]);
+    let out = b.node("Concat", &[&mean, &sum, &max], vec![ai("axis", 1)]);
+    let ops = [
+        "ReduceSum",
+        "Reshape",
+        "ReduceSum",
+        "Reshape",
+        "ReduceMax",
+        "Reshape",
+        "Concat",
+    ];
+    // The Concat puts all three at the scale of the widest (the sum's, 3.6e-2): allow about
+    // one step of it.
+    check_synthetic("reduce", b.bytes(&[4, 6], &out), &[4, 6], &ops, 0.04);
+}
+
+#[test]
+fn pad_then_conv() {
+    // Pad (pads input, H by 1 and 2, W by 1 and 0) → [N, 2, 8, 5] → Conv 3×3 (no pads)
+    // → Relu → Flatten → Gemm
+    let mut rng = Rng(44);
+    let mut b = Builder::default();
+    let pads = b.init_i64("pads", &[0, 0, 1, 1, 0, 0, 2, 0]);
+    let h = b.node("Pad", &["input", &pads], vec![]);
+    let w = b.init("conv.weight", &[3, 2, 3, 3], rng.vec(54, 0.5));
+    let h = b.node("Conv", &[&h, &w], vec![ints("kernel_shape", &[3, 3])]);
+    let h = b.node("Relu", &[&h], vec![]);
+    let h = b.node("Flatten", &[&h], vec![]);
+    let w2 = b.init("fc.weight", &[2, 54], rng.vec(108, 0.3));
+    let out = b.node("Gemm", &[&h, &w2], vec![ai("transB", 1)]);
+    let ops = ["Pad", "Conv2d", "Reshape", "Dense"];
+    check_synthetic("pad", b.bytes(&[2, 5, 4], &out), &[2, 5, 4], &ops, 0.03);
+}
+
+#[test]
+fn resize_nearest_2x() {
+    // Conv 1×1 → Relu → Resize(nearest, scales [1, 1, 2, 2]) → Conv 3×3 → GlobalAveragePool
+    let mut rng = Rng(55);
+    let mut b = Builder::default();
+    let w = b.init("conv.weight", &[3, 2, 1, 1], rng.vec(6, 0.8));
+    let h = b.node("Conv", &["input", &w], vec![]);
+    let h = b.node("Relu", &[&h], vec![]);
+    let scales = b.init("scales", &[4], vec![1.0, 1.0, 2.0, 2.0]);
+    let h = b.node(
+        "Resize",
+        &[&h, "", &scales],
+        vec![AttributeProto {
+            name: "mode".into(),
+            s: b"nearest".to_vec(),
+            r#type: attr_type::STRING,
+            ..Default::default()
+        }],
+    );
+    let h = conv3x3(&mut b, &mut rng, &h, "conv2", 3, 2);
+    let out = b.node("GlobalAveragePool", &[&h], vec![]);
+    let ops = ["Conv2d", "Resize", "Conv2d", "AvgPool2d"];
+    check_synthetic("resize", b.bytes(&[2, 3, 3], &out), &[2, 3, 3], &ops, 0.03);
+}
+
+#[test]
+fn slice_unsqueeze_and_squeeze() {
+    // x: [N, 4, 6]. Slice (the whole batch axis, rows 1..4, every other column) → [N, 3, 3]
+    // → Unsqueeze(axes [1]) → Conv 3×3 → GlobalAveragePool → Squeeze(axes [2, 3]) → [N, 2]
+    let mut rng = Rng(66);
+    let mut b = Builder::default();
+    let starts = b.init_i64("starts", &[0, 1, 0]);
+    let ends = b.init_i64("ends", &[i64::MAX, 4, 6]);
+    let axes = b.init_i64("axes", &[0, 1, -1]);
+    let steps = b.init_i64("steps", &[1, 1, 2]);
+    let h = b.node("Slice", &["input", &starts, &ends, &axes, &steps], vec![]);
+    let one = b.init_i64("unsqueeze.axes", &[1]);
+    let h = b.node("Unsqueeze", &[&h, &one], vec![]);
+    let h = conv3x3(&mut b, &mut rng, &h, "conv", 1, 2);
+    let h = b.node("GlobalAveragePool", &[&h], vec![]);
+    let hw = b.init_i64("squeeze.axes", &[2, 3]);
+    let out = b.node("Squeeze", &[&h, &hw], vec![]);
+    let ops = ["Slice", "Reshape", "Conv2d", "AvgPool2d", "Reshape"];
+    check_synthetic("slice", b.bytes(&[4, 6], &out), &[4, 6], &ops, 0.03);
+}
+
+/// The conversion error of a one-node graph `op(input, consts...)` on an input of `dims`
+/// (an empty constant is an omitted input).
+fn one_node_error(op: &str, attrs: Vec<AttributeProto>, consts: &[&[f32]], dims: &[i64]) -> String {
+    let mut b = Builder::default();
+    let mut inputs = vec!["input".to_string()];
+    for (i, c) in consts.iter().enumerate() {
+        inputs.push(if c.is_empty() {
+            String::new()
+        } else {
+            b.init(&format!("c{i}"), &[c.len() as i64], c.to_vec())
+        });
+    }
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let out = b.node(op, &inputs, attrs);
+    let path = temp_onnx(&format!("bad-{op}"), &b.bytes(dims, &out));
+    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    let row: usize = dims.iter().product();
+    let calib = npy::Array::f32([vec![2], dims].concat(), vec![0.5; 2 * row]);
+    let err = format!(
+        "{:#}",
+        convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+    );
+    std::fs::remove_file(&path).ok();
+    println!("{op}: {err}");
+    err
+}
+
+#[test]
+fn unsupported_forms_name_the_fix() {
+    let err = one_node_error("ReduceMean", vec![ints("axes", &[1, 2])], &[], &[4, 6]);
+    assert!(err.contains("only one axis is supported"), "{err}");
+    let err = one_node_error("Transpose", vec![ints("perm", &[1, 0, 2])], &[], &[4, 6]);
+    assert!(err.contains("moves the batch axis"), "{err}");
+    let scales: &[f32] = &[1.0, 1.0, 1.5, 2.0];
+    let err = one_node_error("Resize", vec![], &[&[], scales], &[2, 3, 3]);
+    assert!(err.contains("only integer factors"), "{err}");
+    let err = one_node_error("Concat", vec![ai("axis", 0)], &[], &[4]);
+    assert!(err.contains("is the batch axis"), "{err}");
+    let err = one_node_error("Pad", vec![], &[], &[4]);
+    assert!(err.contains("missing pads"), "{err}");
+}

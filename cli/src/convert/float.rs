@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
-use super::graph::{Graph, Node};
+use super::graph::{Attr, Graph, Node};
 use super::ops;
 
 /// The tensors computed so far, by ONNX name.
@@ -224,7 +224,153 @@ pub(super) fn eval_clip(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Resu
 }
 
 pub(super) fn eval_add(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
-    broadcast_add(node, &runner.get(env, node, 0)?, &runner.get(env, node, 1)?)
+    broadcast(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        |x, y| x + y,
+    )
+}
+
+pub(super) fn eval_sub(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    broadcast(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        |x, y| x - y,
+    )
+}
+
+pub(super) fn eval_mul(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    broadcast(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        |x, y| x * y,
+    )
+}
+
+pub(super) fn eval_transpose(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let perm = transpose_perm(node, t.shape.len())?;
+    let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
+    let st = strides(&t.shape);
+    let mut data = Vec::with_capacity(t.data.len());
+    for_each_index(&shape, |i| {
+        data.push(t.data[i.iter().zip(&perm).map(|(&v, &p)| v * st[p]).sum::<usize>()]);
+    });
+    Ok(Tensor::new(shape, data))
+}
+
+pub(super) fn eval_concat(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let ts = (0..node.inputs.len())
+        .map(|i| runner.get(env, node, i))
+        .collect::<Result<Vec<_>>>()?;
+    let first = ts
+        .first()
+        .ok_or_else(|| anyhow!("{}: no inputs", node.describe()))?;
+    let axis = data_axis(node, node.int("axis", 0)?, first.shape.len())?;
+    let fits = |t: &Tensor| {
+        t.shape.len() == first.shape.len()
+            && (0..t.shape.len()).all(|a| a == axis || t.shape[a] == first.shape[a])
+    };
+    ensure!(
+        ts.iter().all(fits),
+        "{}: input shapes {:?} differ off axis {axis}",
+        node.describe(),
+        ts.iter().map(|t| &t.shape).collect::<Vec<_>>()
+    );
+    let outer: usize = first.shape[..axis].iter().product();
+    let mut shape = first.shape.clone();
+    shape[axis] = ts.iter().map(|t| t.shape[axis]).sum();
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for t in &ts {
+            let block = t.data.len() / outer;
+            data.extend_from_slice(&t.data[o * block..(o + 1) * block]);
+        }
+    }
+    Ok(Tensor::new(shape, data))
+}
+
+/// ReduceSum, ReduceMean and ReduceMax over one axis.
+pub(super) fn eval_reduce(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let (axis, keepdims) = reduce_axis(runner.graph, node, t.shape.len())?;
+    let len = t.shape[axis];
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let outer = t.data.len() / (len * inner).max(1);
+    let mut data = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let lane = (0..len).map(|k| t.data[(o * len + k) * inner + i]);
+            data.push(match node.op.as_str() {
+                "ReduceMax" => lane.fold(f32::NEG_INFINITY, f32::max),
+                "ReduceMean" => (lane.map(f64::from).sum::<f64>() / len as f64) as f32,
+                _ => lane.map(f64::from).sum::<f64>() as f32,
+            });
+        }
+    }
+    let mut shape = t.shape.clone();
+    if keepdims {
+        shape[axis] = 1;
+    } else {
+        shape.remove(axis);
+    }
+    Ok(Tensor::new(shape, data))
+}
+
+pub(super) fn eval_pad(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let pads = pad_amounts(runner.graph, node, t.shape.len())?;
+    let shape: Vec<usize> = t
+        .shape
+        .iter()
+        .zip(&pads)
+        .map(|(d, (b, a))| b + d + a)
+        .collect();
+    let st = strides(&t.shape);
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for_each_index(&shape, |i| {
+        let mut at = 0;
+        for (a, &v) in i.iter().enumerate() {
+            match v.checked_sub(pads[a].0).filter(|&j| j < t.shape[a]) {
+                Some(j) => at += j * st[a],
+                None => return data.push(0.0),
+            }
+        }
+        data.push(t.data[at]);
+    });
+    Ok(Tensor::new(shape, data))
+}
+
+/// Resize and Upsample (nearest, integer factors on H and W).
+pub(super) fn eval_resize(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let [fh, fw] = resize_factors(runner.graph, node, t.shape.len())?;
+    let idx: Vec<Vec<usize>> = t
+        .shape
+        .iter()
+        .zip([1, 1, fh, fw])
+        .map(|(&d, f)| (0..d * f).map(|i| i / f).collect())
+        .collect();
+    Ok(select(&t, &idx))
+}
+
+pub(super) fn eval_slice(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let idx: Vec<Vec<usize>> = slice_ranges(runner.graph, node, &t.shape)?
+        .iter()
+        .map(|&(start, count, step)| (0..count).map(|k| start + k * step).collect())
+        .collect();
+    Ok(select(&t, &idx))
+}
+
+/// Squeeze and Unsqueeze.
+pub(super) fn eval_squeeze(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let t = runner.get(env, node, 0)?;
+    let shape = squeeze_shape(runner.graph, node, &t.shape)?;
+    Ok(Tensor::new(shape, t.data))
 }
 
 pub(super) fn eval_gemm(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
@@ -449,11 +595,12 @@ pub fn reshape_target(graph: &Graph, node: &Node, in_shape: &[usize]) -> Result<
     Ok(out)
 }
 
-fn broadcast_add(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+/// `f(a, b)` elementwise with NumPy broadcasting.
+fn broadcast(node: &Node, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
     if a.shape == b.shape {
         return Ok(Tensor::new(
             a.shape.clone(),
-            a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(),
+            a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect(),
         ));
     }
     let r = a.shape.len().max(b.shape.len());
@@ -493,7 +640,7 @@ fn broadcast_add(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             oa += idx[i] * ta[i];
             ob += idx[i] * tb[i];
         }
-        data.push(a.data[oa] + b.data[ob]);
+        data.push(f(a.data[oa], b.data[ob]));
         for i in (0..r).rev() {
             idx[i] += 1;
             if idx[i] < out[i] {
@@ -543,15 +690,18 @@ fn gemm(node: &Node, a: &Tensor, b: &Tensor, c: Option<Tensor>) -> Result<Tensor
     match c {
         Some(c) => {
             let c = c.map(|v| (beta * v as f64) as f32);
-            broadcast_add(node, &y, &c)
+            broadcast(node, &y, &c, |x, y| x + y)
         }
         None => Ok(y),
     }
 }
 
 fn matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if b.shape.len() != 2 {
+        return batched_matmul(node, a, b);
+    }
     ensure!(
-        a.shape.len() >= 2 && b.shape.len() == 2,
+        a.shape.len() >= 2,
         "{}: only [.., M, K] × [K, N] MatMul is supported",
         node.describe()
     );
@@ -575,6 +725,396 @@ fn matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         }
     }
     Ok(Tensor::new(shape, data))
+}
+
+/// `[..., M, K] × [..., K, N]` with equal leading axes (two activations: the batch axis
+/// leads both).
+fn batched_matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let r = a.shape.len();
+    ensure!(
+        r >= 3
+            && b.shape.len() == r
+            && a.shape[..r - 2] == b.shape[..r - 2]
+            && a.shape[r - 1] == b.shape[r - 2],
+        "{}: MatMul of {:?} by {:?}: only [..., M, K] × [K, N] and [..., M, K] × [..., K, N] \
+         with equal leading axes are supported (no broadcasting)",
+        node.describe(),
+        a.shape,
+        b.shape
+    );
+    let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
+    let mut shape = a.shape.clone();
+    shape[r - 1] = n;
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for (am, bm) in a.data.chunks(m * k).zip(b.data.chunks(k * n)) {
+        for row in am.chunks(k) {
+            for j in 0..n {
+                data.push(
+                    (0..k)
+                        .map(|p| row[p] as f64 * bm[p * n + j] as f64)
+                        .sum::<f64>() as f32,
+                );
+            }
+        }
+    }
+    Ok(Tensor::new(shape, data))
+}
+
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut st = vec![1; shape.len()];
+    for i in (1..shape.len()).rev() {
+        st[i - 1] = st[i] * shape[i];
+    }
+    st
+}
+
+/// Calls `f` with every index of `shape`, in row-major order.
+fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    let mut idx = vec![0; shape.len()];
+    for _ in 0..shape.iter().product::<usize>() {
+        f(&idx);
+        for a in (0..shape.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < shape[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+}
+
+/// The elements of `t` at the positions `idx[a]` of every axis `a` (Slice, nearest Resize).
+fn select(t: &Tensor, idx: &[Vec<usize>]) -> Tensor {
+    let shape: Vec<usize> = idx.iter().map(Vec::len).collect();
+    let st = strides(&t.shape);
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for_each_index(&shape, |i| {
+        let at = i.iter().zip(idx).zip(&st).map(|((&v, ix), s)| ix[v] * s);
+        data.push(t.data[at.sum::<usize>()]);
+    });
+    Tensor::new(shape, data)
+}
+
+/// `axis` (negative counts from the end) as an index into `rank` axes, the batch axis
+/// included; the batch axis itself is an error, since Myelin tensors have none.
+pub fn data_axis(node: &Node, axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    ensure!(
+        (0..rank as i64).contains(&a),
+        "{}: axis {axis} is out of range for rank {rank}",
+        node.describe()
+    );
+    ensure!(
+        a != 0,
+        "{}: axis {axis} is the batch axis; Myelin tensors have no batch axis, so only the \
+         other axes are supported",
+        node.describe()
+    );
+    Ok(a as usize)
+}
+
+/// Integers given by constant input `i` (newer opsets) or, when that input is absent, by
+/// attribute `attr` (older opsets).
+pub fn const_ints(graph: &Graph, node: &Node, i: usize, attr: &str) -> Result<Option<Vec<i64>>> {
+    let Some(name) = node.input(i) else {
+        return node.ints(attr);
+    };
+    let c = graph.consts.get(name).ok_or_else(|| {
+        anyhow!(
+            "{}: `{attr}` (`{name}`) must be a constant (dynamic shapes are not supported; \
+             export with static shapes)",
+            node.describe()
+        )
+    })?;
+    Ok(Some(c.i64().with_context(|| node.describe())?))
+}
+
+/// The permutation of a Transpose over `rank` axes (batch included), which must keep the
+/// batch axis first.
+pub fn transpose_perm(node: &Node, rank: usize) -> Result<Vec<usize>> {
+    let perm: Vec<usize> = match node.ints("perm")? {
+        Some(p) => p.iter().map(|&v| v.max(0) as usize).collect(),
+        None => (0..rank).rev().collect(),
+    };
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    ensure!(
+        sorted.iter().copied().eq(0..rank),
+        "{}: perm {perm:?} is not a permutation of {rank} axes",
+        node.describe()
+    );
+    ensure!(
+        perm[0] == 0,
+        "{}: perm {perm:?} moves the batch axis; only permutations that keep axis 0 first \
+         are supported",
+        node.describe()
+    );
+    Ok(perm)
+}
+
+/// The one axis (index into `rank` axes, batch included) of a ReduceSum, ReduceMean or
+/// ReduceMax, and whether it is kept (`keepdims`).
+pub fn reduce_axis(graph: &Graph, node: &Node, rank: usize) -> Result<(usize, bool)> {
+    let axes = const_ints(graph, node, 1, "axes")?.unwrap_or_default();
+    ensure!(
+        axes.len() == 1,
+        "{}: reduces over axes {axes:?} (none means all, the batch axis included); only one \
+         axis is supported: chain one reduction per axis",
+        node.describe()
+    );
+    Ok((
+        data_axis(node, axes[0], rank)?,
+        node.int("keepdims", 1)? != 0,
+    ))
+}
+
+/// `(before, after)` per axis (batch included) of a constant-mode Pad by zero.
+pub fn pad_amounts(graph: &Graph, node: &Node, rank: usize) -> Result<Vec<(usize, usize)>> {
+    let mode = node.string("mode")?.unwrap_or_else(|| "constant".into());
+    ensure!(
+        mode == "constant",
+        "{}: mode `{mode}` is not supported; only constant padding with 0 is",
+        node.describe()
+    );
+    let value = match node.input(2) {
+        Some(name) => {
+            let c = graph.consts.get(name).ok_or_else(|| {
+                anyhow!(
+                    "{}: the pad value `{name}` must be a constant",
+                    node.describe()
+                )
+            })?;
+            c.f32().first().copied().unwrap_or(0.0)
+        }
+        None => node.float("value", 0.0)?,
+    };
+    ensure!(
+        value == 0.0,
+        "{}: pad value {value} is not supported; only 0 (real zero) is",
+        node.describe()
+    );
+    let pads = const_ints(graph, node, 1, "pads")?
+        .ok_or_else(|| anyhow!("{}: missing pads", node.describe()))?;
+    let axes: Vec<usize> = match const_ints(graph, node, 3, "axes")? {
+        Some(axes) => axes
+            .iter()
+            .map(|&a| usize::try_from(if a < 0 { a + rank as i64 } else { a }))
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow!("{}: axes {axes:?} out of range", node.describe()))?,
+        None => (0..rank).collect(),
+    };
+    ensure!(
+        pads.len() == 2 * axes.len() && axes.iter().all(|&a| a < rank),
+        "{}: {} pads for axes {axes:?} of a rank-{rank} tensor",
+        node.describe(),
+        pads.len()
+    );
+    ensure!(
+        pads.iter().all(|&p| p >= 0),
+        "{}: negative pads {pads:?} (cropping) are not supported; use Slice",
+        node.describe()
+    );
+    let mut out = vec![(0, 0); rank];
+    for (i, &a) in axes.iter().enumerate() {
+        out[a] = (pads[i] as usize, pads[i + axes.len()] as usize);
+    }
+    ensure!(
+        out[0] == (0, 0),
+        "{}: pads {pads:?} pad the batch axis; only the other axes can be padded",
+        node.describe()
+    );
+    Ok(out)
+}
+
+/// `[fh, fw]` of a Resize or Upsample that repeats every element of an `[N, C, H, W]`
+/// tensor (nearest neighbour, integer scales on H and W).
+pub fn resize_factors(graph: &Graph, node: &Node, rank: usize) -> Result<[usize; 2]> {
+    ensure!(
+        rank == 4,
+        "{}: only [N, C, H, W] inputs are supported, got rank {rank}",
+        node.describe()
+    );
+    let mode = node.string("mode")?.unwrap_or_else(|| "nearest".into());
+    ensure!(
+        mode == "nearest",
+        "{}: mode `{mode}` is not supported; only nearest is",
+        node.describe()
+    );
+    if node.op == "Resize" && graph.opset >= 11 {
+        let ctm = node
+            .string("coordinate_transformation_mode")?
+            .unwrap_or_else(|| "half_pixel".into());
+        let nearest = node
+            .string("nearest_mode")?
+            .unwrap_or_else(|| "round_prefer_floor".into());
+        // With an integer factor f, output x maps to x / f (asymmetric, floored) or
+        // (x + 0.5) / f − 0.5 (half pixel), strictly within 0.5 of ⌊x / f⌋: every rounding
+        // takes that element.
+        let ok = matches!(ctm.as_str(), "half_pixel" | "pytorch_half_pixel")
+            || (ctm == "asymmetric" && nearest == "floor");
+        ensure!(
+            ok,
+            "{}: coordinate_transformation_mode `{ctm}` with nearest_mode `{nearest}` is not \
+             supported; export with half_pixel, pytorch_half_pixel, or asymmetric with floor",
+            node.describe()
+        );
+    }
+    let scales_input = if node.op == "Resize" && graph.opset >= 11 {
+        2
+    } else {
+        1
+    };
+    let scales = match node.input(scales_input) {
+        Some(name) => graph
+            .consts
+            .get(name)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: scales `{name}` must be a constant (dynamic shapes are not supported)",
+                    node.describe()
+                )
+            })?
+            .f32(),
+        None => match node.attrs.get("scales") {
+            Some(Attr::Floats(f)) => f.clone(),
+            _ => Vec::new(),
+        },
+    };
+    ensure!(
+        !scales.is_empty(),
+        "{}: no constant scales (resizing to `sizes` is not supported; export with a scale \
+         factor)",
+        node.describe()
+    );
+    let int = |s: f32| (s >= 1.0 && s.fract() == 0.0).then_some(s as usize);
+    match (
+        scales.as_slice(),
+        scales.get(2).copied().and_then(int),
+        scales.get(3).copied().and_then(int),
+    ) {
+        ([n, c, _, _], Some(fh), Some(fw)) if *n == 1.0 && *c == 1.0 => Ok([fh, fw]),
+        _ => bail!(
+            "{}: scales {scales:?}: only integer factors ≥ 1 on H and W ([1, 1, fh, fw]) are \
+             supported",
+            node.describe()
+        ),
+    }
+}
+
+/// Per axis of a tensor of `shape` (batch included), the positions a Slice takes as
+/// `(start, count, step)`; the batch axis is taken whole.
+pub fn slice_ranges(
+    graph: &Graph,
+    node: &Node,
+    shape: &[usize],
+) -> Result<Vec<(usize, usize, usize)>> {
+    let rank = shape.len();
+    let get =
+        |i: usize, attr: &str| -> Result<Option<Vec<i64>>> { const_ints(graph, node, i, attr) };
+    let missing = |what: &str| anyhow!("{}: missing {what}", node.describe());
+    let starts = get(1, "starts")?.ok_or_else(|| missing("starts"))?;
+    let ends = get(2, "ends")?.ok_or_else(|| missing("ends"))?;
+    let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = get(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+    ensure!(
+        ends.len() == starts.len() && axes.len() == starts.len() && steps.len() == starts.len(),
+        "{}: starts, ends, axes and steps differ in length",
+        node.describe()
+    );
+    let mut out: Vec<(usize, usize, usize)> = shape.iter().map(|&d| (0, d, 1)).collect();
+    for i in 0..axes.len() {
+        let (start, end, step) = (starts[i], ends[i], steps[i]);
+        let a = if axes[i] < 0 {
+            axes[i] + rank as i64
+        } else {
+            axes[i]
+        };
+        ensure!(
+            (0..rank as i64).contains(&a),
+            "{}: axis {} is out of range for rank {rank}",
+            node.describe(),
+            axes[i]
+        );
+        ensure!(
+            step >= 1,
+            "{}: step {step}: only steps ≥ 1 are supported",
+            node.describe()
+        );
+        if a == 0 {
+            ensure!(
+                start == 0 && step == 1 && end >= i32::MAX as i64,
+                "{}: slices the batch axis; only the other axes can be sliced",
+                node.describe()
+            );
+            continue;
+        }
+        let dim = shape[a as usize] as i64;
+        let clamp = |v: i64| (if v < 0 { v + dim } else { v }).clamp(0, dim);
+        let (s, e) = (clamp(start), clamp(end));
+        ensure!(
+            e > s,
+            "{}: the slice [{start}:{end}:{step}] of axis {a} (size {dim}) is empty",
+            node.describe()
+        );
+        let count = (e - s + step - 1) / step;
+        out[a as usize] = (
+            s as usize,
+            count as usize,
+            if count == 1 { 1 } else { step as usize },
+        );
+    }
+    Ok(out)
+}
+
+/// The output shape of a Squeeze or Unsqueeze of a tensor of `shape` (batch included) over
+/// explicit axes, none of them the batch axis.
+pub fn squeeze_shape(graph: &Graph, node: &Node, shape: &[usize]) -> Result<Vec<usize>> {
+    let axes = const_ints(graph, node, 1, "axes")?.ok_or_else(|| {
+        anyhow!(
+            "{}: no axes (a Squeeze of every size-1 axis could drop the batch axis); export \
+             with explicit axes",
+            node.describe()
+        )
+    })?;
+    let squeeze = node.op == "Squeeze";
+    let rank = if squeeze {
+        shape.len()
+    } else {
+        shape.len() + axes.len()
+    };
+    let mut axes = axes
+        .iter()
+        .map(|&a| data_axis(node, a, rank))
+        .collect::<Result<Vec<_>>>()?;
+    axes.sort_unstable();
+    ensure!(
+        axes.windows(2).all(|p| p[0] < p[1]),
+        "{}: repeated axes",
+        node.describe()
+    );
+    if squeeze {
+        ensure!(
+            axes.iter().all(|&a| shape[a] == 1),
+            "{}: squeezes axes {axes:?} of {shape:?}, not all of size 1",
+            node.describe()
+        );
+        Ok((0..rank)
+            .filter(|a| !axes.contains(a))
+            .map(|a| shape[a])
+            .collect())
+    } else {
+        let mut dims = shape.iter();
+        Ok((0..rank)
+            .map(|a| {
+                if axes.contains(&a) {
+                    1
+                } else {
+                    *dims.next().unwrap_or(&1)
+                }
+            })
+            .collect())
+    }
 }
 
 fn conv(node: &Node, x: &Tensor, w: &Tensor, b: Option<Tensor>) -> Result<Tensor> {

@@ -65,13 +65,37 @@ impl Layer {
     }
 }
 
+/// The nodes that requantize into an output with a fused activation.
 #[derive(Debug)]
 enum PendingOp {
     Layer(Layer),
-    Add { a: Act, b: Act },
+    /// `a + b`, or `a − b` when `sub`, of equal shapes.
+    Add {
+        a: Act,
+        b: Act,
+        sub: bool,
+    },
+    /// `a · b`, `b` broadcast to `a`.
+    Mul {
+        a: Act,
+        b: Act,
+    },
+    /// `[..., M, K] × [..., K, N]`, both activations.
+    MatMul {
+        a: Act,
+        b: Act,
+        out_shape: Vec<usize>,
+    },
+    /// `scale · Σ x` over `axis` (kept): `scale` is 1 for ReduceSum, `1 / L` for ReduceMean.
+    ReduceSum {
+        x: Act,
+        axis: usize,
+        scale: f64,
+        out_shape: Vec<usize>,
+    },
 }
 
-/// A layer or Add not emitted yet. `name` is the ONNX tensor it currently computes.
+/// A layer, Add, Sub, Mul, MatMul or ReduceSum not emitted yet. `name` is the ONNX tensor it currently computes.
 #[derive(Debug)]
 struct Pending {
     op: PendingOp,
@@ -83,7 +107,10 @@ impl Pending {
     fn out_shape(&self) -> &[usize] {
         match &self.op {
             PendingOp::Layer(l) => &l.out_shape,
-            PendingOp::Add { a, .. } => &a.shape,
+            PendingOp::Add { a, .. } | PendingOp::Mul { a, .. } => &a.shape,
+            PendingOp::MatMul { out_shape, .. } | PendingOp::ReduceSum { out_shape, .. } => {
+                out_shape
+            }
         }
     }
 }
@@ -244,6 +271,32 @@ fn channel_vector(c: &Const, rank: usize, axis: usize, channels: usize) -> Optio
     ok.then(|| v.iter().map(|&x| x as f64).collect())
 }
 
+/// The output of a node that requantizes an int32 accumulator whose unit is `acc_scale`
+/// (Mul and MatMul: the product of the input scales; ReduceSum: the input scale, over `L` for
+/// a mean) to `q`, and its report line.
+fn acc_output(
+    shape: &[usize],
+    acc_scale: f64,
+    q: ActQuant,
+    (act_min, act_max): (i8, i8),
+    act_note: &str,
+) -> Result<(m::Output, String)> {
+    let requant = quant::requant(acc_scale / q.scale)?;
+    let detail = format!(
+        "{shape:?}, out scale {:.4e} zp {}, act [{act_min}, {act_max}]{act_note}, multiplier {:.4e}",
+        q.scale,
+        q.zp,
+        requant.to_f64()
+    );
+    let out = m::Output {
+        requant: vec![requant],
+        zero_point: q.zp,
+        act_min,
+        act_max,
+    };
+    Ok((out, detail))
+}
+
 fn fmt_range(v: impl Iterator<Item = f64>) -> String {
     let (lo, hi) = v.fold((f64::INFINITY, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
     if (hi - lo).abs() <= hi * 1e-9 {
@@ -330,7 +383,7 @@ impl Lowerer<'_> {
         Ok((lo, hi))
     }
 
-    /// Emits a pending layer or Add with a fused activation; its output is quantized from the
+    /// Emits a pending node with a fused activation; its output is quantized from the
     /// calibrated range of `p.name`.
     fn materialize(&mut self, p: Pending, act: Activation) -> Result<Act> {
         let (lo, hi) = self.range(&p.name)?;
@@ -394,7 +447,7 @@ impl Lowerer<'_> {
                 };
                 self.emit(node, source, detail)
             }
-            PendingOp::Add { a, b } => {
+            PendingOp::Add { a, b, sub } => {
                 let twice_max = 2.0 * a.q.scale.max(b.q.scale);
                 let a_requant = quant::requant(a.q.scale / twice_max)?;
                 let b_requant = quant::requant(b.q.scale / twice_max)?;
@@ -407,7 +460,7 @@ impl Lowerer<'_> {
                     b_requant.to_f64(),
                     out_rq.to_f64()
                 );
-                let node = m::Node::Add(m::Add {
+                let add = m::Add {
                     a: a.id,
                     b: b.id,
                     a_requant,
@@ -418,6 +471,51 @@ impl Lowerer<'_> {
                         act_min,
                         act_max,
                     },
+                };
+                let node = if sub {
+                    m::Node::Sub(m::Sub(add))
+                } else {
+                    m::Node::Add(add)
+                };
+                self.emit(node, source, detail)
+            }
+            PendingOp::Mul { a, b } => {
+                let (out, detail) = acc_output(
+                    &shape,
+                    a.q.scale * b.q.scale,
+                    q,
+                    (act_min, act_max),
+                    &act_note,
+                )?;
+                let node = m::Node::Mul(m::Mul {
+                    a: a.id,
+                    b: b.id,
+                    out,
+                });
+                self.emit(node, source, detail)
+            }
+            PendingOp::MatMul { a, b, .. } => {
+                let (out, detail) = acc_output(
+                    &shape,
+                    a.q.scale * b.q.scale,
+                    q,
+                    (act_min, act_max),
+                    &act_note,
+                )?;
+                let node = m::Node::MatMul(m::MatMul {
+                    a: a.id,
+                    b: b.id,
+                    out,
+                });
+                self.emit(node, source, detail)
+            }
+            PendingOp::ReduceSum { x, axis, scale, .. } => {
+                let (out, detail) =
+                    acc_output(&shape, x.q.scale * scale, q, (act_min, act_max), &act_note)?;
+                let node = m::Node::ReduceSum(m::ReduceSum {
+                    input: x.id,
+                    axis: u8::try_from(axis)?,
+                    out,
                 });
                 self.emit(node, source, detail)
             }
@@ -647,9 +745,13 @@ pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
     Ok(())
 }
 
+/// MatMul by a constant `[K, N]` matrix: a Dense layer; of two activations: a MatMul node.
 pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
-    let x = lowerer.act(in0(node)?)?;
     let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
+    if lowerer.konst(bname).is_none() {
+        return lower_matmul_of_acts(lowerer, node, out, bname);
+    }
+    let x = lowerer.act(in0(node)?)?;
     let b = lowerer
         .konst(bname)
         .ok_or_else(|| anyhow!("B `{bname}` must be a constant [K, N] matrix"))?;
@@ -684,6 +786,16 @@ pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
 }
 
 pub(super) fn lower_add(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    add_or_sub(lowerer, node, out, false)
+}
+
+pub(super) fn lower_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    add_or_sub(lowerer, node, out, true)
+}
+
+/// Add and Sub: of two activations, a pending Add or Sub node; of an activation and a
+/// constant, a bias folded into the layer producing the activation (`x − c` as `x + (−c)`).
+fn add_or_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String, sub: bool) -> Result<()> {
     let (na, nb) = (
         in0(node)?,
         node.input(1).ok_or_else(|| anyhow!("missing input 1"))?,
@@ -694,12 +806,13 @@ pub(super) fn lower_add(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
             let b = lowerer.act(nb)?;
             ensure!(
                 a.shape == b.shape,
-                "Add of shapes {:?} and {:?}: broadcasting is not supported",
+                "{} of shapes {:?} and {:?}: broadcasting is not supported",
+                node.op,
                 a.shape,
                 b.shape
             );
             let p = Pending {
-                op: PendingOp::Add { a, b },
+                op: PendingOp::Add { a, b, sub },
                 name: out.clone(),
                 sources: vec![node.name.clone()],
             };
@@ -707,10 +820,15 @@ pub(super) fn lower_add(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
         }
         (Some(c), None) | (None, Some(c)) => {
             let xname = if lowerer.konst(na).is_some() { nb } else { na };
+            ensure!(
+                !sub || xname == na,
+                "Sub of an activation from a constant is not supported (only `x − c`)"
+            );
             let err = || {
                 anyhow!(
-                    "Add of a constant is supported only as the per-channel bias of the \
-                     MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)"
+                    "{} of a constant is supported only as the per-channel bias of the \
+                     MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)",
+                    node.op
                 )
             };
             let mut p = lowerer.take_pending(xname).ok_or_else(err)?;
@@ -723,13 +841,21 @@ pub(super) fn lower_add(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
                 lowerer.set(xname, Val::Pending(p));
                 return Err(err());
             };
-            layer.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += c);
+            let sign = if sub { -1.0 } else { 1.0 };
+            layer
+                .bias
+                .iter_mut()
+                .zip(&v)
+                .for_each(|(b, c)| *b += sign * c);
             p.name = out.clone();
             p.sources.push(node.name.clone());
             lowerer.set(&out, Val::Pending(p));
         }
         (Some(_), Some(_)) => {
-            bail!("Add of two constants (constant folding is not supported)")
+            bail!(
+                "{} of two constants (constant folding is not supported)",
+                node.op
+            )
         }
     }
     Ok(())
@@ -741,7 +867,7 @@ pub(super) fn lower_batch_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
     if let Some(mut p) = lowerer.take_pending(name) {
         let foldable = match &p.op {
             PendingOp::Layer(l) => l.channel_axis() == 1 && l.channels() == a.len(),
-            PendingOp::Add { .. } => false,
+            _ => false,
         };
         if let (true, PendingOp::Layer(l)) = (foldable, &mut p.op) {
             let fan_in = l.weights.len() / l.channels();
@@ -953,6 +1079,316 @@ pub(super) fn lower_reshape(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
         "Reshape to {target:?} (for one sample) does not keep the batch axis first"
     );
     let y = lowerer.reshape(node, x, target[1..].to_vec())?;
+    lowerer.set(&out, Val::Act(y));
+    Ok(())
+}
+
+fn lower_matmul_of_acts(
+    lowerer: &mut Lowerer<'_>,
+    node: &Node,
+    out: String,
+    bname: &str,
+) -> Result<()> {
+    let a = lowerer.act(in0(node)?)?;
+    let b = lowerer.act(bname)?;
+    let r = a.shape.len();
+    ensure!(
+        r >= 2
+            && b.shape.len() == r
+            && a.shape[..r - 2] == b.shape[..r - 2]
+            && a.shape[r - 1] == b.shape[r - 2],
+        "MatMul of activations [N, {:?}] and [N, {:?}]: only [N, ..., M, K] × [N, ..., K, P] \
+         with equal leading axes is supported (no broadcasting; reshape both to the same rank)",
+        a.shape,
+        b.shape
+    );
+    let mut out_shape = a.shape.clone();
+    out_shape[r - 1] = b.shape[r - 1];
+    let p = Pending {
+        op: PendingOp::MatMul { a, b, out_shape },
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+/// Whether `b` broadcasts to `a` with `b` aligned on the right (Myelin Mul's rule), at equal
+/// ranks: both are ONNX activations, whose batch axes align only then.
+fn broadcasts_to(b: &[usize], a: &[usize]) -> bool {
+    b.len() == a.len() && b.iter().zip(a).all(|(&x, &y)| x == y || x == 1)
+}
+
+/// Mul of two activations (either may be the broadcast one: the product commutes).
+pub(super) fn lower_mul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let nb = node.input(1).ok_or_else(|| anyhow!("missing input 1"))?;
+    for name in [in0(node)?, nb] {
+        ensure!(
+            lowerer.konst(name).is_none(),
+            "Mul by the constant `{name}` is not supported; only the product of two \
+             activations is (fold a constant scale into the preceding layer before export)"
+        );
+    }
+    let a = lowerer.act(in0(node)?)?;
+    let b = lowerer.act(nb)?;
+    let (a, b) = if broadcasts_to(&b.shape, &a.shape) {
+        (a, b)
+    } else if broadcasts_to(&a.shape, &b.shape) {
+        (b, a)
+    } else {
+        bail!(
+            "Mul of [N, {:?}] and [N, {:?}]: one operand must broadcast to the other (equal \
+             ranks, each dim equal or 1)",
+            a.shape,
+            b.shape
+        );
+    };
+    let p = Pending {
+        op: PendingOp::Mul { a, b },
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
+    Ok(())
+}
+
+/// A Myelin axis (no batch axis) from an index into the ONNX axes (batch axis first, never
+/// 0: the float helpers reject it).
+fn myelin_axis(onnx_axis: usize) -> usize {
+    onnx_axis - 1
+}
+
+pub(super) fn lower_transpose(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let perm: Vec<usize> = float::transpose_perm(node, x.shape.len() + 1)?[1..]
+        .iter()
+        .map(|&p| myelin_axis(p))
+        .collect();
+    if perm.iter().copied().eq(0..perm.len()) {
+        lowerer.set(&out, Val::Act(x));
+        return Ok(());
+    }
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let detail = format!("{:?} -> {shape:?}, perm {perm:?}", x.shape);
+    let perm = perm
+        .iter()
+        .map(|&p| u8::try_from(p))
+        .collect::<Result<_, _>>()?;
+    let id = lowerer.emit(
+        m::Node::Transpose(m::Transpose { input: x.id, perm }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(&out, Val::Act(Act { id, shape, q: x.q }));
+    Ok(())
+}
+
+/// Concat of activations: each input requantized to the output's calibrated quantization.
+pub(super) fn lower_concat(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let xs = (0..node.inputs.len())
+        .map(|i| {
+            let name = node.input(i).ok_or_else(|| anyhow!("missing input {i}"))?;
+            lowerer.act(name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rank = xs.first().ok_or_else(|| anyhow!("no inputs"))?.shape.len();
+    let axis = myelin_axis(float::data_axis(node, node.int("axis", 0)?, rank + 1)?);
+    let fits = |x: &Act| {
+        x.shape.len() == rank && (0..rank).all(|a| a == axis || x.shape[a] == xs[0].shape[a])
+    };
+    ensure!(
+        xs.iter().all(fits),
+        "input shapes {:?} differ off the concatenation axis",
+        xs.iter().map(|x| &x.shape).collect::<Vec<_>>()
+    );
+    let (lo, hi) = lowerer.range(&out)?;
+    let q = quant::act_quant(lo, hi);
+    let inputs = xs
+        .iter()
+        .map(|x| Ok((x.id, quant::requant(x.q.scale / q.scale)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut shape = xs[0].shape.clone();
+    shape[axis] = xs.iter().map(|x| x.shape[axis]).sum();
+    let detail = format!(
+        "{:?} -> {shape:?}, axis {axis}, out scale {:.4e} zp {}, multipliers {}",
+        xs.iter().map(|x| &x.shape).collect::<Vec<_>>(),
+        q.scale,
+        q.zp,
+        fmt_range(inputs.iter().map(|(_, r)| r.to_f64()))
+    );
+    let id = lowerer.emit(
+        m::Node::Concat(m::Concat {
+            inputs,
+            axis: u8::try_from(axis)?,
+            zero_point: q.zp,
+        }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(&out, Val::Act(Act { id, shape, q }));
+    Ok(())
+}
+
+/// ReduceSum, ReduceMean (a ReduceSum by `1 / L`) and ReduceMax over one axis; `keepdims = 0`
+/// adds a Reshape dropping the axis.
+pub(super) fn lower_reduce(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let (axis, keepdims) = float::reduce_axis(lowerer.graph, node, x.shape.len() + 1)?;
+    let axis = myelin_axis(axis);
+    let mut kept = x.shape.clone();
+    kept[axis] = 1;
+    let dropped: Vec<usize> = (0..x.shape.len())
+        .filter(|&a| a != axis)
+        .map(|a| x.shape[a])
+        .collect();
+    ensure!(
+        keepdims || !dropped.is_empty(),
+        "keepdims=0 would leave no axis besides the batch axis; export with keepdims=1"
+    );
+    if node.op == "ReduceMax" {
+        let y = if x.shape[axis] == 1 {
+            x // the maximum over one element is the element
+        } else {
+            let detail = format!("{:?} -> {kept:?}, axis {axis}", x.shape);
+            let id = lowerer.emit(
+                m::Node::ReduceMax(m::ReduceMax {
+                    input: x.id,
+                    axis: u8::try_from(axis)?,
+                }),
+                node.name.clone(),
+                detail,
+            );
+            Act {
+                id,
+                shape: kept,
+                q: x.q,
+            }
+        };
+        let y = if keepdims {
+            y
+        } else {
+            lowerer.reshape(node, y, dropped)?
+        };
+        lowerer.set(&out, Val::Act(y));
+        return Ok(());
+    }
+    let scale = if node.op == "ReduceMean" {
+        1.0 / x.shape[axis] as f64
+    } else {
+        1.0
+    };
+    let p = Pending {
+        op: PendingOp::ReduceSum {
+            x,
+            axis,
+            scale,
+            out_shape: kept,
+        },
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    if keepdims {
+        lowerer.set(&out, Val::Pending(p));
+    } else {
+        let y = lowerer.materialize(p, Activation::None)?;
+        let y = lowerer.reshape(node, y, dropped)?;
+        lowerer.set(&out, Val::Act(y));
+    }
+    Ok(())
+}
+
+/// Pad with zeros (the zero point: real zero).
+pub(super) fn lower_pad(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let pads = float::pad_amounts(lowerer.graph, node, x.shape.len() + 1)?[1..].to_vec();
+    if pads.iter().all(|&p| p == (0, 0)) {
+        lowerer.set(&out, Val::Act(x));
+        return Ok(());
+    }
+    let shape: Vec<usize> = x
+        .shape
+        .iter()
+        .zip(&pads)
+        .map(|(d, (b, a))| b + d + a)
+        .collect();
+    let detail = format!("{:?} -> {shape:?}, pads {pads:?}", x.shape);
+    let pads = pads
+        .iter()
+        .map(|&(b, a)| Ok((u32::try_from(b)?, u32::try_from(a)?)))
+        .collect::<Result<_>>()?;
+    let id = lowerer.emit(
+        m::Node::Pad(m::Pad { input: x.id, pads }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(&out, Val::Act(Act { id, shape, q: x.q }));
+    Ok(())
+}
+
+/// Resize and Upsample: nearest neighbour by integer factors on H and W.
+pub(super) fn lower_resize(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let [fh, fw] = float::resize_factors(lowerer.graph, node, x.shape.len() + 1)?;
+    if (fh, fw) == (1, 1) {
+        lowerer.set(&out, Val::Act(x));
+        return Ok(());
+    }
+    let shape = vec![x.shape[0], x.shape[1] * fh, x.shape[2] * fw];
+    let detail = format!("{:?} -> {shape:?}, factors {fh}x{fw}", x.shape);
+    let id = lowerer.emit(
+        m::Node::Resize(m::Resize {
+            input: x.id,
+            factors: [u16_of(fh, "resize factor")?, u16_of(fw, "resize factor")?],
+        }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(&out, Val::Act(Act { id, shape, q: x.q }));
+    Ok(())
+}
+
+pub(super) fn lower_slice(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let with_batch = [&[1], x.shape.as_slice()].concat();
+    let ranges = float::slice_ranges(lowerer.graph, node, &with_batch)?[1..].to_vec();
+    if ranges.iter().zip(&x.shape).all(|(r, &d)| r.1 == d) {
+        lowerer.set(&out, Val::Act(x));
+        return Ok(());
+    }
+    let shape: Vec<usize> = ranges.iter().map(|r| r.1).collect();
+    let detail = format!(
+        "{:?} -> {shape:?}, (start, count, step) {ranges:?}",
+        x.shape
+    );
+    let axes = ranges
+        .iter()
+        .map(|&(start, count, step)| {
+            Ok(m::SliceRange {
+                start: u32::try_from(start)?,
+                end: u32::try_from(start + (count - 1) * step + 1)?,
+                step: u32::try_from(step)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let id = lowerer.emit(
+        m::Node::Slice(m::Slice { input: x.id, axes }),
+        node.name.clone(),
+        detail,
+    );
+    lowerer.set(&out, Val::Act(Act { id, shape, q: x.q }));
+    Ok(())
+}
+
+/// Squeeze and Unsqueeze: a Reshape (nothing when the shape does not change).
+pub(super) fn lower_squeeze(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let with_batch = [&[1], x.shape.as_slice()].concat();
+    let shape = float::squeeze_shape(lowerer.graph, node, &with_batch)?[1..].to_vec();
+    ensure!(
+        !shape.is_empty(),
+        "the result would have no axis besides the batch axis; keep a size-1 axis"
+    );
+    let y = lowerer.reshape(node, x, shape)?;
     lowerer.set(&out, Val::Act(y));
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! Both passes dispatch through this one table, so an op cannot be evaluated but not lowered
 //! (or the reverse), and the "supported" list of the unsupported-op error is built from it.
 //! Adding an op is one row here plus its two functions. Op types that share code (the pools;
-//! Relu and Clip, Sigmoid and Tanh when lowered) still get a row each, pointing at the same
-//! function.
+//! Relu and Clip, Sigmoid and Tanh when lowered; the reductions; Resize and Upsample; Squeeze
+//! and Unsqueeze) still get a row each, pointing at the same function.
 
 use anyhow::{anyhow, Result};
 
@@ -99,6 +99,71 @@ const OPS: &[OnnxOp] = &[
         name: "Softmax",
         eval: float::eval_softmax,
         lower: lower::lower_softmax,
+    },
+    OnnxOp {
+        name: "Sub",
+        eval: float::eval_sub,
+        lower: lower::lower_sub,
+    },
+    OnnxOp {
+        name: "Mul",
+        eval: float::eval_mul,
+        lower: lower::lower_mul,
+    },
+    OnnxOp {
+        name: "Transpose",
+        eval: float::eval_transpose,
+        lower: lower::lower_transpose,
+    },
+    OnnxOp {
+        name: "Concat",
+        eval: float::eval_concat,
+        lower: lower::lower_concat,
+    },
+    OnnxOp {
+        name: "ReduceSum",
+        eval: float::eval_reduce,
+        lower: lower::lower_reduce,
+    },
+    OnnxOp {
+        name: "ReduceMean",
+        eval: float::eval_reduce,
+        lower: lower::lower_reduce,
+    },
+    OnnxOp {
+        name: "ReduceMax",
+        eval: float::eval_reduce,
+        lower: lower::lower_reduce,
+    },
+    OnnxOp {
+        name: "Pad",
+        eval: float::eval_pad,
+        lower: lower::lower_pad,
+    },
+    OnnxOp {
+        name: "Resize",
+        eval: float::eval_resize,
+        lower: lower::lower_resize,
+    },
+    OnnxOp {
+        name: "Upsample",
+        eval: float::eval_resize,
+        lower: lower::lower_resize,
+    },
+    OnnxOp {
+        name: "Slice",
+        eval: float::eval_slice,
+        lower: lower::lower_slice,
+    },
+    OnnxOp {
+        name: "Squeeze",
+        eval: float::eval_squeeze,
+        lower: lower::lower_squeeze,
+    },
+    OnnxOp {
+        name: "Unsqueeze",
+        eval: float::eval_squeeze,
+        lower: lower::lower_squeeze,
     },
     OnnxOp {
         name: "Identity",
