@@ -604,6 +604,20 @@ fn constant_add_without_a_layer_is_rejected() {
 }
 
 #[test]
+fn sub_of_a_constant_folds_into_the_bias() {
+    // Gemm → Sub(·, c) → Relu: one Dense with bias b − c and a fused ReLU
+    let mut rng = Rng(77);
+    let mut b = Builder::default();
+    let w = b.init("fc.weight", &[3, 5], rng.vec(15, 0.8));
+    let bias = b.init("fc.bias", &[3], rng.vec(3, 0.2));
+    let h = b.node("Gemm", &["input", &w, &bias], vec![ai("transB", 1)]);
+    let c = b.init("c", &[3], rng.vec(3, 0.5));
+    let h = b.node("Sub", &[&h, &c], vec![]);
+    let out = b.node("Relu", &[&h], vec![]);
+    check_synthetic("subconst", b.bytes(&[5], &out), &[5], &["Dense"], 0.02);
+}
+
+#[test]
 fn run_float_matches_saved_float_metrics() {
     // The float interpreter reproduces the accuracies train_models.py measured with
     // onnx.reference (models/float_metrics.json).
@@ -805,6 +819,22 @@ fn resize_nearest_2x() {
     let out = b.node("GlobalAveragePool", &[&h], vec![]);
     let ops = ["Conv2d", "Resize", "Conv2d", "AvgPool2d"];
     check_synthetic("resize", b.bytes(&[2, 3, 3], &out), &[2, 3, 3], &ops, 0.03);
+}
+
+#[test]
+fn upsample_nearest_2x3_is_exact() {
+    // Upsample (opset 9 form: scales as input 1) straight from the input: every output
+    // element is an input element, so the error is the input's rounding alone.
+    let mut b = Builder::default();
+    let scales = b.init("scales", &[4], vec![1.0, 1.0, 2.0, 3.0]);
+    let out = b.node("Upsample", &["input", &scales], vec![]);
+    check_synthetic(
+        "upsample",
+        b.bytes(&[2, 2, 3], &out),
+        &[2, 2, 3],
+        &["Resize"],
+        0.005,
+    );
 }
 
 #[test]

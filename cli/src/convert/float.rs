@@ -834,7 +834,11 @@ pub fn const_ints(graph: &Graph, node: &Node, i: usize, attr: &str) -> Result<Op
 /// batch axis first.
 pub fn transpose_perm(node: &Node, rank: usize) -> Result<Vec<usize>> {
     let perm: Vec<usize> = match node.ints("perm")? {
-        Some(p) => p.iter().map(|&v| v.max(0) as usize).collect(),
+        Some(p) => p
+            .iter()
+            .map(|&v| usize::try_from(v))
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow!("{}: negative axis in perm {p:?}", node.describe()))?,
         None => (0..rank).rev().collect(),
     };
     let mut sorted = perm.clone();

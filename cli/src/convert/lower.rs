@@ -1,12 +1,18 @@
 //! Lowering of a calibrated ONNX graph to a quantized Myelin model.
 //!
 //! Nodes are visited in order. Linear layers (Gemm, MatMul, Conv, a lone BatchNormalization)
-//! and Add stay *pending* in float until something forces them out, so that a following
-//! BatchNormalization or constant Add folds into their weights and bias, and a following
-//! Relu/Clip becomes their fused activation — each only when the pending tensor has no other
-//! reader. Every Myelin tensor takes its quantization from the calibrated range of the ONNX
-//! tensor it stands for (after fusion: the Relu's output), except where the format fixes it
-//! (pools, Clamp, Reshape keep their input's; Sigmoid, Tanh, Softmax have fixed outputs).
+//! and the other nodes with a requantized output (Add, Sub, Mul, MatMul of two activations,
+//! ReduceSum/ReduceMean) stay *pending* in float until something forces them out, so that a
+//! following BatchNormalization or constant Add/Sub folds into a layer's weights and bias,
+//! and a following Relu/Clip becomes their fused activation — each only when the pending
+//! tensor has no other reader. Every Myelin tensor takes its quantization from the calibrated
+//! range of the ONNX tensor it stands for (after fusion: the Relu's output; Concat
+//! requantizes each input to it), except where the format fixes it (pools, Clamp, Reshape,
+//! Transpose, Slice, Pad, ReduceMax, Resize keep their input's; Sigmoid, Tanh, Softmax have
+//! fixed outputs).
+//!
+//! ONNX axes count the batch axis, Myelin axes do not: axes, perms and pads are read over the
+//! ONNX rank (batch first, which they must leave alone) and shifted down by one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,5 +1,6 @@
-//! Post-training quantization of a float ONNX model (opset ≤ 13 PyTorch export patterns) to a
-//! Myelin model (format v1, `docs/SPEC.md`).
+//! Post-training quantization of a float ONNX model (PyTorch export patterns; axes, pads and
+//! scales as attributes or constant inputs, whichever the opset uses) to a Myelin model
+//! (format v1, `docs/SPEC.md`).
 //!
 //! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read).
 //! 2. [`float`] runs the float graph on every calibration row and records the range of every
