@@ -754,14 +754,14 @@ pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
 /// MatMul by a constant `[K, N]` matrix: a Dense layer; of two activations: a MatMul node.
 pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
     let bname = node.input(1).ok_or_else(|| anyhow!("missing B"))?;
-    if lowerer.konst(bname).is_none() {
+    let Some(b) = lowerer.konst(bname).cloned() else {
         return lower_matmul_of_acts(lowerer, node, out, bname);
-    }
+    };
     let x = lowerer.act(in0(node)?)?;
-    let b = lowerer
-        .konst(bname)
-        .ok_or_else(|| anyhow!("B `{bname}` must be a constant [K, N] matrix"))?;
-    ensure!(b.dims.len() == 2, "B must be a 2-D constant");
+    ensure!(
+        b.dims.len() == 2,
+        "B must be a 2-D constant [K, N] (or an activation)"
+    );
     let (k, n) = (b.dims[0], b.dims[1]);
     ensure!(
         x.shape.last() == Some(&k),
