@@ -4,7 +4,7 @@
 //! bytes each)?
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target-release cargo bench --workspace --bench search -- [--quick] [--seed N]
+//! CARGO_TARGET_DIR=target-release cargo bench --workspace --bench search -- [--quick] [--seed N] [--family a,b]
 //! ```
 //!
 //! 1. The known attacks (issue 10's table) are measured first, each as a fixed model.
@@ -804,6 +804,12 @@ fn main() {
         .position(|a| a == "--seed")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(1);
+    // `--family a,b` searches only those families (and skips the known attacks).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--family")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_string).collect());
     // Whole-search budget per family, and timing per case.
     let (budget, timing) = if quick {
         (
@@ -830,7 +836,7 @@ fn main() {
     println!("## Known attacks (issue 10)\n");
     println!("| case | gas | time | ns/gas | peak RSS |\n|---|---|---|---|---|");
     let mut found: Vec<Found> = Vec::new();
-    for (what, model, is_load) in attacks() {
+    for (what, model, is_load) in attacks().into_iter().filter(|_| only.is_none()) {
         let r = if is_load {
             load(&model, &timing)
         } else {
@@ -852,6 +858,12 @@ fn main() {
     println!("| family: knobs | gas | time | ns/gas | peak RSS |\n|---|---|---|---|---|");
     let families = families();
     for (fi, f) in families.iter().enumerate() {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == f.name))
+        {
+            continue;
+        }
         let measure = |k: &[u32], rng: &mut Rng| measure(f, k, rng, &timing);
         let start = Instant::now();
         let mut starts: Vec<Vec<u32>> = f.seeds.iter().map(|s| s.to_vec()).collect();
@@ -922,7 +934,18 @@ fn main() {
     };
     let attack_models = attacks();
     let mut confirmed: Vec<Found> = Vec::new();
-    for f in found.iter().take(CONFIRM) {
+    // The overall worst, and each family's two worst (one family's noise must not crowd out
+    // every other family's candidates).
+    let family_worst = (0..families.len()).flat_map(|fi| {
+        found
+            .iter()
+            .filter(move |f| f.source.as_ref().is_some_and(|(i, _)| *i == fi))
+            .take(2)
+    });
+    let mut candidates: Vec<&Found> = found.iter().take(CONFIRM).chain(family_worst).collect();
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|f| seen.insert(f.what.clone()));
+    for f in candidates {
         let m = match &f.source {
             Some((fi, k)) => measure(&families[*fi], k, &mut rng, &confirm).map(|(m, _)| m),
             None => attack_models
@@ -946,7 +969,7 @@ fn main() {
     }
     confirmed.sort_by(|a, b| b.m.ns_per_gas().total_cmp(&a.m.ns_per_gas()));
     println!(
-        "\n## Worst found by ns/gas (the {CONFIRM} worst of the search, re-timed: best of up to 40 runs)\n"
+        "\n## Worst found by ns/gas (the {CONFIRM} worst and each family's 2 worst, re-timed: best of up to 40 runs)\n"
     );
     println!("| case | gas | time | ns/gas | peak RSS |\n|---|---|---|---|---|");
     for f in &confirmed {

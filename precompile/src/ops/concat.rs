@@ -19,6 +19,10 @@ const TAG: u8 = 0x0E;
 /// Passes per output element: the zero point, 14 of `MBQ`, the output zero point and clamp,
 /// the concatenation and the flattened output (as Add counts its rescales), with a margin.
 pub const CONCAT_PASSES: u64 = 21;
+/// Elements charged per input for its own requantization (about 20 tensor operations, as a
+/// small Add node): measured ~10 µs per one-element input (`benches/benches/search.rs`, 256
+/// Concats of 255 one-element inputs), so 4096 elements (819 gas) per input.
+pub const CONCAT_INPUT_ELEMS: u64 = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Concat {
@@ -130,7 +134,7 @@ impl Op for Concat {
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: CONCAT_PASSES * numel(out),
+            elems: CONCAT_PASSES * numel(out) + CONCAT_INPUT_ELEMS * self.inputs.len() as u64,
         }
     }
 

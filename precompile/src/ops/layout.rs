@@ -2,6 +2,13 @@
 //! Concat, Resize): strides and index walks for the scalar references, and the rank-4 view the
 //! engine kernels work in (every tensor has rank ≤ 4; leading axes of size 1 are added).
 
+/// Elements charged per element a kernel copies out of a strided view (a permuted, stepped
+/// or concatenated-along-an-inner-axis tensor into standard layout): ndarray walks such
+/// copies element by element against the source's strides, measured up to ~50 ns per
+/// element on the reference machine (`benches/benches/search.rs`, layout family), so 20
+/// (4 gas).
+pub const MOVE_PASSES: u64 = 20;
+
 /// Row-major strides of `shape`.
 pub fn strides(shape: &[u32]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];

@@ -100,12 +100,12 @@ impl Op for Pad {
         scales.get(self.input as usize).copied().flatten()
     }
 
-    /// Per padded axis, the padding blocks and the concatenation (2 passes over at most the
-    /// output), then the flattened output.
+    /// Per padded axis, the padding blocks and the concatenation along that axis (a strided
+    /// copy of at most the output), then the flattened output.
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: (2 * self.padded_axes() + 1) * numel(out),
+            elems: (layout::MOVE_PASSES * self.padded_axes() + 1) * numel(out),
         }
     }
 

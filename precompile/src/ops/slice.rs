@@ -11,8 +11,10 @@ use crate::validate::{expect_rank, numel};
 
 const TAG: u8 = 0x0C;
 
-/// Passes per output element: the strided view copied out, and flattened.
-pub const SLICE_PASSES: u64 = 2;
+/// Elements charged per input element: burn copies a stepped slice by walking its input
+/// (measured up to ~8 ns per input element, `benches/benches/search.rs`: Slice of one
+/// column in 7 of a [36, 1753, 7] tensor), so 4 (0.8 gas).
+pub const SLICE_INPUT_PASSES: u64 = 4;
 
 /// One axis of a slice: elements `start + k · step` for `k < ⌈(end − start) / step⌉`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,10 +124,11 @@ impl Op for Slice {
         scales.get(self.input as usize).copied().flatten()
     }
 
-    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
+    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: SLICE_PASSES * numel(out),
+            elems: layout::MOVE_PASSES * numel(out)
+                + SLICE_INPUT_PASSES * numel(&shapes[self.input as usize]),
         }
     }
 

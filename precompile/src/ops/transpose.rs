@@ -12,9 +12,6 @@ use crate::validate::{expect_rank, numel};
 
 const TAG: u8 = 0x0B;
 
-/// Passes per output element: the permuted view copied to standard layout, and flattened.
-pub const TRANSPOSE_PASSES: u64 = 2;
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transpose {
     pub input: TensorId,
@@ -94,7 +91,7 @@ impl Op for Transpose {
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: TRANSPOSE_PASSES * numel(out),
+            elems: layout::MOVE_PASSES * numel(out),
         }
     }
 
