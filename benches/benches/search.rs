@@ -563,6 +563,27 @@ fn families() -> Vec<Family> {
             is_load: false,
         },
         Family {
+            name: "layernorm",
+            knobs: &[("rows", 1, M), ("len", 1, 4096), ("nodes", 1, 256)],
+            seeds: &[&[1, 1, 256], &[M / 2, 2, 1], &[1, 4096, 1], &[256, 64, 4]],
+            build: |k, _| {
+                let [rows, len, nodes] = k[..3] else {
+                    unreachable!()
+                };
+                let node = |_| {
+                    Node::LayerNorm(LayerNorm {
+                        input: 0,
+                        epsilon: 1,
+                        gamma: vec![4096; len as usize],
+                        beta: vec![0; len as usize],
+                        out: output(-12),
+                    })
+                };
+                base(vec![rows, len], (0..nodes).map(node).collect())
+            },
+            is_load: false,
+        },
+        Family {
             name: "load",
             knobs: &[
                 ("kind: dense conv lut", 0, 2),
@@ -776,6 +797,7 @@ fn summary(m: &Model) -> String {
         | Node::Sub(_)
         | Node::Mul(_)
         | Node::MatMul(_)
+        | Node::LayerNorm(_)
         | Node::Clamp(_)
         | Node::Reshape(_)
         | Node::Lut(_)

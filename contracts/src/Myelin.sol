@@ -150,6 +150,7 @@ library Myelin {
         if (code == 40) return "empty clamp range";
         if (code == 41) return "exp_table[0] is zero";
         if (code == 42) return "int32 overflow possible";
+        if (code == 43) return "LayerNorm epsilon is zero";
         if (code == 50) return "im2col too large";
         if (code == 51) return "too many MACs";
         if (code == 52) return "too many elementwise steps";

@@ -93,6 +93,8 @@ pub enum Code {
     ExpTableZero = 41,
     /// An accumulator, a shifted accumulator or a requantized value could leave int32.
     AccumulatorOverflow = 42,
+    /// LayerNorm's `epsilon` is 0 (a constant row would divide by zero).
+    ZeroEpsilon = 43,
     /// One convolution's im2col exceeds `MAX_IM2COL_ELEMS`.
     Im2colTooLarge = 50,
     /// Total MACs exceed `MAX_TOTAL_MACS`.
@@ -105,7 +107,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in numeric order.
-    pub const ALL: [Code; 39] = [
+    pub const ALL: [Code; 40] = [
         Code::TooLarge,
         Code::Truncated,
         Code::BadMagic,
@@ -141,6 +143,7 @@ impl Code {
         Code::EmptyClamp,
         Code::ExpTableZero,
         Code::AccumulatorOverflow,
+        Code::ZeroEpsilon,
         Code::Im2colTooLarge,
         Code::TooManyMacs,
         Code::TooManyElems,
@@ -190,6 +193,7 @@ impl Code {
             Code::EmptyClamp => "empty clamp range",
             Code::ExpTableZero => "exp_table[0] is zero",
             Code::AccumulatorOverflow => "int32 overflow possible",
+            Code::ZeroEpsilon => "LayerNorm epsilon is zero",
             Code::Im2colTooLarge => "im2col too large",
             Code::TooManyMacs => "too many MACs",
             Code::TooManyElems => "too many elementwise steps",

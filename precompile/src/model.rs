@@ -40,6 +40,7 @@ pub use crate::ops::concat::Concat;
 pub use crate::ops::conv::Conv;
 pub use crate::ops::dense::Dense;
 pub use crate::ops::layer::Output;
+pub use crate::ops::layernorm::LayerNorm;
 pub use crate::ops::lut::Lut;
 pub use crate::ops::matmul::MatMul;
 pub use crate::ops::mul::Mul;

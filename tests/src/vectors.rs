@@ -1415,9 +1415,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::UnknownOp,
         ),
         r(
-            "reject_op_tag_15",
-            "op tag 0x15 (one past MatMul, the last op)",
-            patched(ok.clone(), RANK1_TAG, 0x15),
+            "reject_op_tag_16",
+            "op tag 0x16 (one past LayerNorm, the last op)",
+            patched(ok.clone(), RANK1_TAG, 0x16),
             Code::UnknownOp,
         ),
         r(

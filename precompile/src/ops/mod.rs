@@ -18,6 +18,7 @@ pub mod concat;
 pub mod conv;
 pub mod dense;
 pub mod layer;
+pub mod layernorm;
 pub mod layout;
 pub mod lut;
 pub mod matmul;
@@ -242,6 +243,7 @@ operators! {
     ReduceMax(reduce::ReduceMax),
     Resize(resize::Resize),
     MatMul(matmul::MatMul),
+    LayerNorm(layernorm::LayerNorm),
 }
 
 /// Test helpers for the operators' own tests.

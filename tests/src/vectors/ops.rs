@@ -1,6 +1,6 @@
 //! Vectors for the operators added after v1's first ten (Transpose, Slice, Pad, Concat, Mul,
-//! Sub, ReduceSum, ReduceMax, Resize, MatMul): at least three models each, and a rejection
-//! for every rule they add.
+//! Sub, ReduceSum, ReduceMax, Resize, MatMul, LayerNorm): at least three models each, and a
+//! rejection for every rule they add.
 
 use super::*;
 
@@ -57,6 +57,24 @@ fn resize(input: TensorId, factors: [u16; 2]) -> Node {
 
 fn matmul(a: TensorId, b: TensorId, out: Output) -> Node {
     Node::MatMul(MatMul { a, b, out })
+}
+
+/// LayerNorm over rows of `l` with `gamma` = `g(i)`, `beta` = `b(i)`.
+fn layernorm(
+    input: TensorId,
+    l: usize,
+    epsilon: u32,
+    g: impl Fn(usize) -> i16,
+    b: impl Fn(usize) -> i32,
+    out: Output,
+) -> Node {
+    Node::LayerNorm(LayerNorm {
+        input,
+        epsilon,
+        gamma: (0..l).map(g).collect(),
+        beta: (0..l).map(b).collect(),
+        out,
+    })
 }
 
 /// The requant that copies (`2^30 · 2^(1 − 31)` = 1).
@@ -435,6 +453,65 @@ pub fn cases() -> Vec<Case> {
             ),
             vec![rnd(38, 24), seq(24, -128, 11)],
         ),
+        // LayerNorm
+        case(
+            "layernorm_rows",
+            "LayerNorm over rows of 8 (unit gamma, no beta); ties in DIVROUND",
+            model(
+                vec![3, 8],
+                0,
+                vec![layernorm(
+                    0,
+                    8,
+                    1,
+                    |_| 4096,
+                    |_| 0,
+                    plain(vec![rq(HALF, -11)]),
+                )],
+            ),
+            vec![seq(24, -128, 11), vec![5; 24], rnd(40, 24)],
+        ),
+        case(
+            "layernorm_affine",
+            "LayerNorm with per-position gamma and beta and a large epsilon",
+            model(
+                vec![2, 5],
+                -20,
+                vec![layernorm(
+                    0,
+                    5,
+                    60_000,
+                    |i| [-8000, 3000, 16000, -1, 32767][i],
+                    |i| [0, -1 << 20, 1 << 22, 7, -5][i],
+                    output(vec![rq(0x6000_0000, -13)], 3, -128, 127),
+                )],
+            ),
+            vec![
+                rnd(41, 10),
+                vec![127, -128, 127, -128, 0, -20, -20, -20, -20, -20],
+            ],
+        ),
+        case(
+            "layernorm_after_dense",
+            "Dense then LayerNorm then Dense (a transformer block's shape)",
+            model(
+                vec![6],
+                0,
+                vec![
+                    dense(0, 6, plain(vec![rq(HALF, -4)]), vec![0; 6], seq(36, -30, 2)),
+                    layernorm(
+                        1,
+                        6,
+                        100,
+                        |i| 2048 + 512 * i as i16,
+                        |i| 1000 * i as i32,
+                        plain(vec![rq(HALF, -10)]),
+                    ),
+                    dense(2, 2, plain(vec![rq(HALF, -7)]), vec![1, -1], seq(12, -6, 1)),
+                ],
+            ),
+            vec![seq(6, -100, 40), rnd(42, 6)],
+        ),
         case(
             "attention_head",
             "a tiny attention head: softmax(X · Xᵀ) · X",
@@ -629,6 +706,33 @@ pub fn rejections() -> Vec<Rejection> {
             "Resize of a rank-2 tensor",
             on(vec![2, 2], resize(0, [2, 2])),
             Code::InputRank,
+        ),
+        r(
+            "reject_layernorm_epsilon_0",
+            "LayerNorm with epsilon 0",
+            on(
+                vec![4],
+                layernorm(0, 4, 0, |_| 1, |_| 0, plain(vec![rq(HALF, -8)])),
+            ),
+            Code::ZeroEpsilon,
+        ),
+        r(
+            "reject_layernorm_overflow",
+            "LayerNorm gamma 32767 with output shift +2: 2^15 · 32767 · 4 overflows",
+            on(
+                vec![4],
+                layernorm(0, 4, 1, |_| 32767, |_| 0, plain(vec![rq(HALF, 2)])),
+            ),
+            Code::AccumulatorOverflow,
+        ),
+        r(
+            "reject_layernorm_row_too_long",
+            "LayerNorm over rows of 4097",
+            on(
+                vec![4097],
+                layernorm(0, 4097, 1, |_| 1, |_| 0, plain(vec![rq(HALF, -8)])),
+            ),
+            Code::TensorTooLarge,
         ),
         r(
             "reject_matmul_shapes",
