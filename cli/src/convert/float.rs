@@ -3,11 +3,14 @@
 //! calibration engine and the float reference of `myelin compare`. Sums accumulate in f64.
 
 use std::collections::HashMap;
+use std::f64::consts::SQRT_2;
+use std::rc::Rc;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::graph::{Attr, Graph, Node};
 use super::ops;
+use super::proto::data_type;
 
 /// The tensors computed so far, by ONNX name.
 pub(super) type Env<'a> = HashMap<&'a str, Tensor>;
@@ -34,19 +37,46 @@ impl Tensor {
 }
 
 /// Kernel, strides and pads of a convolution or pooling node over 1 or 2 spatial axes,
-/// always expressed in 2-D (a 1-D window has kernel height 1).
+/// always expressed in 2-D (a 1-D window has kernel height 1). The pads are explicit and the
+/// output size is floor mode: [`Window::from_node`] turns `auto_pad` and `ceil_mode` into
+/// pads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
     /// `[top, left, bottom, right]`.
     pub pads: [usize; 4],
+    /// The part of the bottom and right pads that only stands for `ceil_mode = 1` (window
+    /// positions past the padded input, which no pool counts).
+    pub ceil_pads: [usize; 2],
 }
 
 impl Window {
+    /// A window without padding.
+    pub fn unpadded(kernel: [usize; 2]) -> Window {
+        Window {
+            kernel,
+            stride: [1, 1],
+            pads: [0; 4],
+            ceil_pads: [0; 2],
+        }
+    }
+
     /// Reads `kernel_shape` (or `kernel` when given), `strides`, `pads`, and checks that
-    /// `dilations` are 1 and `auto_pad` is NOTSET or VALID.
-    pub fn from_node(node: &Node, spatial: usize, kernel: Option<&[usize]>) -> Result<Window> {
+    /// `dilations` are 1, over an input of spatial size `[h, w]` (`[1, L]` in 1-D).
+    ///
+    /// `auto_pad` becomes explicit pads: `VALID` none, `SAME_UPPER`/`SAME_LOWER` the total
+    /// `(⌈in / stride⌉ − 1) · stride + kernel − in` split evenly, the odd one at the end
+    /// (UPPER) or the start (LOWER). `ceil_mode = 1` (pools) becomes extra bottom/right
+    /// padding that completes the last window, dropping a last window that would start in the
+    /// end padding (PyTorch's rule, which the ONNX reference follows); the pool semantics
+    /// then decide if that is exact (see [`Window::count_include_pad`]).
+    pub fn from_node(
+        node: &Node,
+        spatial: usize,
+        kernel: Option<&[usize]>,
+        [h, w]: [usize; 2],
+    ) -> Result<Window> {
         ensure!(
             spatial == 1 || spatial == 2,
             "{}: only 1-D and 2-D windows are supported",
@@ -72,13 +102,6 @@ impl Window {
                 node.describe()
             );
         }
-        match node.string("auto_pad")?.as_deref() {
-            None | Some("NOTSET") | Some("VALID") => {}
-            Some(p) => bail!(
-                "{}: auto_pad={p} is not supported; export with explicit pads",
-                node.describe()
-            ),
-        }
         ensure!(
             kernel.len() == spatial && strides.len() == spatial && pads.len() == 2 * spatial,
             "{}: window attributes do not match {spatial} spatial axes",
@@ -89,25 +112,93 @@ impl Window {
             "{}: kernel and strides must be at least 1",
             node.describe()
         );
-        Ok(if spatial == 2 {
+        let mut win = if spatial == 2 {
             Window {
                 kernel: [kernel[0], kernel[1]],
                 stride: [strides[0], strides[1]],
                 pads: [pads[0], pads[1], pads[2], pads[3]],
+                ceil_pads: [0; 2],
             }
         } else {
             Window {
                 kernel: [1, kernel[0]],
                 stride: [1, strides[0]],
                 pads: [0, pads[0], 0, pads[1]],
+                ceil_pads: [0; 2],
             }
-        })
+        };
+        let auto_pad = node.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+        let first_axis = 2 - spatial; // a 1-D window leaves its height alone
+        match auto_pad.as_str() {
+            "NOTSET" => {}
+            "VALID" => win.pads = [0; 4],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                for (axis, size) in [h, w].into_iter().enumerate().skip(first_axis) {
+                    let (k, s) = (win.kernel[axis], win.stride[axis]);
+                    let total = ((size.div_ceil(s) - 1) * s + k).saturating_sub(size);
+                    let small = total / 2;
+                    let (before, after) = if auto_pad == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
+                    win.pads[axis] = before;
+                    win.pads[axis + 2] = after;
+                }
+            }
+            other => bail!(
+                "{}: auto_pad={other} is not an ONNX value (NOTSET, SAME_UPPER, SAME_LOWER, \
+                 VALID)",
+                node.describe()
+            ),
+        }
+        if node.int("ceil_mode", 0)? != 0 {
+            for (axis, size) in [h, w].into_iter().enumerate().skip(first_axis) {
+                let (k, s) = (win.kernel[axis], win.stride[axis]);
+                let (before, padded) = (win.pads[axis], size + win.pads[axis] + win.pads[axis + 2]);
+                ensure!(
+                    padded >= k,
+                    "{}: kernel {k} is larger than the padded input {padded}",
+                    node.describe()
+                );
+                let mut out = (padded - k).div_ceil(s) + 1;
+                if (out - 1) * s >= size + before {
+                    out -= 1; // the last window would start in the end padding
+                }
+                let extra = ((out - 1) * s + k).saturating_sub(padded);
+                win.pads[axis + 2] += extra;
+                win.ceil_pads[axis] = extra;
+            }
+        }
+        Ok(win)
     }
 
-    /// Output `[oh, ow]` over an `[h, w]` map (floor mode; `ceil_mode = 1` is accepted only
-    /// when it gives the same size).
+    /// Whether an AveragePool divides by the whole window (`count_include_pad = 1`) over
+    /// padding that exists: padding added for `ceil_mode` never counts in ONNX, so an
+    /// AveragePool that counts its declared pads and also needs ceil padding has no Myelin
+    /// equivalent (an error naming the fix).
+    pub fn count_include_pad(&self, node: &Node) -> Result<bool> {
+        let flag = node.int("count_include_pad", 0)? != 0;
+        let [cb, cr] = self.ceil_pads;
+        let declared = [
+            self.pads[0],
+            self.pads[1],
+            self.pads[2] - cb,
+            self.pads[3] - cr,
+        ];
+        let include = flag && declared != [0; 4];
+        ensure!(
+            !include || self.ceil_pads == [0; 2],
+            "{}: ceil_mode=1 with count_include_pad=1 and pads {declared:?} divides the last \
+             windows by a count Myelin cannot express; export with ceil_mode=0 (or \
+             count_include_pad=0)",
+            node.describe()
+        );
+        Ok(include)
+    }
+
+    /// Output `[oh, ow]` over an `[h, w]` map (floor mode over the explicit pads).
     pub fn output(&self, node: &Node, h: usize, w: usize) -> Result<[usize; 2]> {
-        let ceil = node.int("ceil_mode", 0)? != 0;
         let mut out = [0; 2];
         for (axis, size) in [h, w].into_iter().enumerate() {
             let padded = size + self.pads[axis] + self.pads[axis + 2];
@@ -117,13 +208,7 @@ impl Window {
                 "{}: kernel {k} is larger than the padded input {padded}",
                 node.describe()
             );
-            let span = padded - k;
-            ensure!(
-                !ceil || span.is_multiple_of(self.stride[axis]),
-                "{}: ceil_mode=1 changes the output size here; only floor mode is supported",
-                node.describe()
-            );
-            out[axis] = span / self.stride[axis] + 1;
+            out[axis] = (padded - k) / self.stride[axis] + 1;
         }
         Ok(out)
     }
@@ -210,12 +295,81 @@ pub(super) fn eval_relu(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Resu
     Ok(runner.get(env, node, 0)?.map(|v| v.max(0.0)))
 }
 
-pub(super) fn eval_sigmoid(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
-    Ok(runner.get(env, node, 0)?.map(|v| 1.0 / (1.0 + (-v).exp())))
+/// The elementwise unary ops (Sigmoid, Tanh, the activations PyTorch exports, Erf, Exp, …):
+/// [`unary_fn`] in f64.
+pub(super) fn eval_unary(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let f = unary_fn(node)?;
+    Ok(runner.get(env, node, 0)?.map(|v| f(v as f64) as f32))
 }
 
-pub(super) fn eval_tanh(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
-    Ok(runner.get(env, node, 0)?.map(f32::tanh))
+/// A real function of one real, shareable: the steps of an elementwise chain (see `lower`).
+pub type Scalar = Rc<dyn Fn(f64) -> f64>;
+
+/// The function of an elementwise unary op, with its attributes (ONNX defaults). The float
+/// interpreter and the Lut tables of the lowering both evaluate it, so they agree exactly.
+pub fn unary_fn(node: &Node) -> Result<Scalar> {
+    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    Ok(match node.op.as_str() {
+        "Sigmoid" => Rc::new(sigmoid),
+        "Tanh" => Rc::new(f64::tanh),
+        "HardSigmoid" => {
+            let (a, b) = (
+                node.float("alpha", 0.2)? as f64,
+                node.float("beta", 0.5)? as f64,
+            );
+            Rc::new(move |v| (a * v + b).clamp(0.0, 1.0))
+        }
+        "HardSwish" => Rc::new(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0)),
+        "LeakyRelu" => {
+            let a = node.float("alpha", 0.01)? as f64;
+            Rc::new(move |v| if v >= 0.0 { v } else { a * v })
+        }
+        "Elu" => {
+            let a = node.float("alpha", 1.0)? as f64;
+            Rc::new(move |v| if v > 0.0 { v } else { a * v.exp_m1() })
+        }
+        "Selu" => {
+            let a = node.float("alpha", 1.673_263_2)? as f64;
+            let g = node.float("gamma", 1.050_701)? as f64;
+            Rc::new(move |v| g * if v > 0.0 { v } else { a * v.exp_m1() })
+        }
+        "Gelu" => match node.string("approximate")?.as_deref() {
+            None | Some("none") => Rc::new(|v| 0.5 * v * (1.0 + erf(v / SQRT_2))),
+            Some("tanh") => Rc::new(|v| {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
+            }),
+            Some(other) => bail!(
+                "{}: approximate=`{other}` is not an ONNX value (none, tanh)",
+                node.describe()
+            ),
+        },
+        "Erf" => Rc::new(erf),
+        "Exp" => Rc::new(f64::exp),
+        "Log" => Rc::new(f64::ln),
+        "Sqrt" => Rc::new(f64::sqrt),
+        "Reciprocal" => Rc::new(f64::recip),
+        // ln(1 + e^v) without overflow for large v
+        "Softplus" => Rc::new(|v| v.max(0.0) + (-v.abs()).exp().ln_1p()),
+        "Softsign" => Rc::new(|v| v / (1.0 + v.abs())),
+        "Neg" => Rc::new(|v| -v),
+        "Abs" => Rc::new(f64::abs),
+        other => bail!(
+            "{}: `{other}` is not an elementwise unary op",
+            node.describe()
+        ),
+    })
+}
+
+/// The error function (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7: far below
+/// an int8 step, and the float interpreter uses the same function as the tables).
+pub fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    (1.0 - poly * (-x * x).exp()).copysign(x)
 }
 
 pub(super) fn eval_clip(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
@@ -248,6 +402,72 @@ pub(super) fn eval_mul(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Resul
         &runner.get(env, node, 1)?,
         |x, y| x * y,
     )
+}
+
+pub(super) fn eval_div(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    broadcast(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        |x, y| x / y,
+    )
+}
+
+pub(super) fn eval_pow(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    broadcast(
+        node,
+        &runner.get(env, node, 0)?,
+        &runner.get(env, node, 1)?,
+        f32::powf,
+    )
+}
+
+/// Dropout at inference: the identity (see [`check_dropout`]).
+pub(super) fn eval_dropout(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    check_dropout(runner.graph, node)?;
+    runner.get(env, node, 0)
+}
+
+/// Cast to float of a float tensor: the identity (see [`check_cast`]).
+pub(super) fn eval_cast(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    check_cast(node)?;
+    runner.get(env, node, 0)
+}
+
+/// A Dropout is the identity at inference, when its `mask` output (which would be all ones)
+/// is unread and its `training_mode` input, if any, is a constant false.
+pub fn check_dropout(graph: &Graph, node: &Node) -> Result<()> {
+    if let Some(mask) = node.outputs.get(1).filter(|m| !m.is_empty()) {
+        let read = *mask == graph.output || graph.nodes.iter().any(|n| n.inputs.contains(mask));
+        ensure!(
+            !read,
+            "{}: its mask output `{mask}` is read; only the inference form (output 0 alone) \
+             is supported",
+            node.describe()
+        );
+    }
+    if let Some(name) = node.input(2) {
+        let training = graph.consts.get(name).map(|c| c.f32());
+        ensure!(
+            training.is_some_and(|v| v.iter().all(|&t| t == 0.0)),
+            "{}: training_mode `{name}` is not the constant false; export the model in eval \
+             mode (model.eval())",
+            node.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Every activation is float, so only a Cast to float (`to` = 1) is the identity.
+pub fn check_cast(node: &Node) -> Result<()> {
+    let to = node.int("to", 0)?;
+    ensure!(
+        to == i64::from(data_type::FLOAT),
+        "{}: Cast to element type {to}: only Cast to float (1) of a float tensor is supported \
+         (remove the cast, or cast after the model)",
+        node.describe()
+    );
+    Ok(())
 }
 
 pub(super) fn eval_transpose(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
@@ -1136,7 +1356,7 @@ fn conv(node: &Node, x: &Tensor, w: &Tensor, b: Option<Tensor>) -> Result<Tensor
         "{}: group/channel mismatch",
         node.describe()
     );
-    let win = Window::from_node(node, spatial, Some(&w.shape[2..]))?;
+    let win = Window::from_node(node, spatial, Some(&w.shape[2..]), [h, wd])?;
     let [oh, ow] = win.output(node, h, wd)?;
     let [kh, kw] = win.kernel;
     let (icg, ocg) = (c / g, oc / g);
@@ -1193,7 +1413,7 @@ fn pool(node: &Node, x: &Tensor) -> Result<Tensor> {
         node.describe()
     );
     let [n, c, h, w] = nchw(node, &x.shape)?;
-    let win = Window::from_node(node, 2, None)?;
+    let win = Window::from_node(node, 2, None, [h, w])?;
     let [oh, ow] = win.output(node, h, w)?;
     let is_max = node.op == "MaxPool";
     ensure!(
@@ -1201,7 +1421,7 @@ fn pool(node: &Node, x: &Tensor) -> Result<Tensor> {
         "{}: the Indices output is not supported",
         node.describe()
     );
-    let include_pad = node.int("count_include_pad", 0)? != 0;
+    let include_pad = win.count_include_pad(node)?;
     let mut y = Vec::with_capacity(n * c * oh * ow);
     for plane in x.data.chunks(h * w) {
         for r in 0..oh {

@@ -240,15 +240,35 @@ impl Graph {
                 outputs: n.output.clone(),
                 attrs,
             };
-            // `Identity` of a constant (torch writes these for shared weights) is a constant.
-            let identity_of_const = node.op == "Identity"
-                && node.input(0).is_some_and(|i| consts.contains_key(i))
-                && node.outputs.len() == 1;
-            if identity_of_const {
+            // `Identity` of a constant (torch writes these for shared weights) is a constant,
+            // and so is a Cast of one to float (torch casts integer scalars before arithmetic).
+            let of_const =
+                node.input(0).is_some_and(|i| consts.contains_key(i)) && node.outputs.len() == 1;
+            let to_float = node
+                .int("to", 0)
+                .is_ok_and(|t| t == i64::from(data_type::FLOAT));
+            if of_const && node.op == "Identity" {
                 let value = consts[node.inputs[0].as_str()].clone();
                 consts.insert(node.outputs[0].clone(), value);
+            } else if of_const && node.op == "Cast" && to_float {
+                let c = &consts[node.inputs[0].as_str()];
+                let value = Const {
+                    dims: c.dims.clone(),
+                    data: ConstData::F32(c.f32()),
+                };
+                consts.insert(node.outputs[0].clone(), value);
             } else if node.op == "Constant" {
-                let value = match node.attrs.get("value") {
+                // `value`, or one of the scalar/list forms of opset 12
+                let value = [
+                    "value",
+                    "value_float",
+                    "value_floats",
+                    "value_int",
+                    "value_ints",
+                ]
+                .iter()
+                .find_map(|k| node.attrs.get(*k));
+                let value = match value {
                     Some(Attr::Tensor(t)) => t.clone(),
                     Some(Attr::Float(f)) => Const {
                         dims: vec![],

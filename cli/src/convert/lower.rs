@@ -11,16 +11,28 @@
 //! Transpose, Slice, Pad, ReduceMax, Resize keep their input's; Sigmoid, Tanh, Softmax have
 //! fixed outputs).
 //!
+//! Elementwise ops stay pending too, as a [`Chain`]: the rule is that any chain `f(x)` of
+//! elementwise unary ops, Relu/Clip, Add/Sub/Mul/Div/Pow by a scalar constant, and
+//! Add/Sub/Mul/Div of two chains of the same tensor `x` (one of them not `x` itself) is one
+//! Lut of `f`, quantized from the calibrated range of the chain's last tensor. So SiLU is
+//! detected as a Mul whose inputs are `x` and a chain of `x` (`Sigmoid(x)`), and the
+//! decomposed GELU as Mul/Add/Div steps of chains of `x` — no pattern list. A constant
+//! Add/Sub/Mul/Div per channel right after a layer read only there is folded into the layer
+//! first (exact), before it would become a table.
+//!
 //! ONNX axes count the batch axis, Myelin axes do not: axes, perms and pads are read over the
 //! ONNX rank (batch first, which they must leave alone) and shifted down by one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use myelin_precompile::model::{self as m, Model, Quant, Scale, TensorId};
 
-use super::float::{self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis};
+use super::float::{
+    self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis, unary_fn, Scalar,
+};
 use super::graph::{Const, Graph, Node};
 use super::ops;
 use super::quant::{self, ActQuant};
@@ -121,10 +133,73 @@ impl Pending {
     }
 }
 
-#[derive(Debug)]
 enum Val {
     Act(Act),
     Pending(Pending),
+    Chain(Chain),
+}
+
+/// `f(x)` of one activation `x`, not emitted yet: a chain of elementwise ops whose only
+/// activation input is `x` (unary ops, Add/Sub/Mul/Div/Pow by a scalar constant, and
+/// Add/Sub/Mul/Div of two such chains of the same `x`). Whatever the chain, `f` maps int8 to
+/// int8, so it becomes ONE Lut when something reads it as a tensor: SiLU `x · Sigmoid(x)`,
+/// the GELU `torch.onnx.export` writes (`Div(x, √2)` → Erf → `Add(·, 1)` → `Mul(x, ·)` →
+/// `Mul(·, 0.5)`, in any order of the constant steps) and `Pow(x, 2)` after a layer are one
+/// table each. A chain read by several nodes is emitted once (then cached as a tensor);
+/// combining two chains does not emit either, so `Sigmoid(x)` read by `Mul(x, ·)` and by
+/// another node costs two tables, never a Mul.
+#[derive(Clone)]
+struct Chain {
+    x: Act,
+    f: Scalar,
+    /// The output quantization fixed by the last op (Sigmoid, Tanh: TFLite's), else the
+    /// calibrated range of the chain's output.
+    fixed: Option<ActQuant>,
+    /// The ONNX nodes folded in, in order.
+    sources: Vec<String>,
+}
+
+impl Chain {
+    /// The identity chain of `x`: the start of every chain.
+    fn of(x: Act) -> Chain {
+        Chain {
+            x,
+            f: Rc::new(|v| v),
+            fixed: None,
+            sources: Vec::new(),
+        }
+    }
+
+    /// `g ∘ self`, with `node` as its last source.
+    fn then(self, node: &Node, g: impl Fn(f64) -> f64 + 'static) -> Chain {
+        let f = self.f;
+        let mut sources = self.sources;
+        sources.push(node.name.clone());
+        Chain {
+            x: self.x,
+            f: Rc::new(move |v| g(f(v))),
+            fixed: None,
+            sources,
+        }
+    }
+
+    /// `op(self(x), other(x))` of two chains of the same `x`, with `node` as its last source.
+    fn zip(self, other: Chain, node: &Node, op: fn(f64, f64) -> f64) -> Chain {
+        let (f, g) = (self.f, other.f);
+        let mut sources = self.sources;
+        for s in other.sources {
+            if !sources.contains(&s) {
+                sources.push(s); // shared steps (a chain read twice) are listed once
+            }
+        }
+        sources.push(node.name.clone());
+        Chain {
+            x: self.x,
+            f: Rc::new(move |v| op(f(v), g(v))),
+            fixed: None,
+            sources,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -352,11 +427,80 @@ impl Lowerer<'_> {
                 self.vals.insert(name.to_string(), Val::Act(a.clone()));
                 Ok(a)
             }
+            Some(Val::Chain(c)) => {
+                let a = self.emit_chain(name, c)?;
+                self.vals.insert(name.to_string(), Val::Act(a.clone()));
+                Ok(a)
+            }
             None if self.konst(name).is_some() => {
                 bail!("constant `{name}` used where an activation is expected (constant folding is not supported)")
             }
             None => bail!("tensor `{name}` is not produced by any supported node"),
         }
+    }
+
+    /// The Lut of the chain that computes the ONNX tensor `name`.
+    fn emit_chain(&mut self, name: &str, c: Chain) -> Result<Act> {
+        let q = match c.fixed {
+            Some(q) => q,
+            None => {
+                let (lo, hi) = self.range(name)?;
+                quant::act_quant(lo, hi)
+            }
+        };
+        let table = quant::lut(|v| (c.f)(v), c.x.q, q);
+        let detail = format!(
+            "{:?}, table of {} node(s), out scale {:.4e} zp {}",
+            c.x.shape,
+            c.sources.len(),
+            q.scale,
+            q.zp
+        );
+        let node = m::Node::Lut(m::Lut {
+            input: c.x.id,
+            zero_point: q.zp,
+            table,
+        });
+        let id = self.emit(node, c.sources.join(" + "), detail);
+        Ok(Act {
+            id,
+            shape: c.x.shape,
+            q,
+        })
+    }
+
+    /// `name` as a chain: its pending chain, or the identity chain of its tensor.
+    fn chain(&mut self, name: &str) -> Result<Chain> {
+        if let Some(Val::Chain(c)) = self.vals.get(name) {
+            return Ok(c.clone());
+        }
+        Ok(Chain::of(self.act(name)?))
+    }
+
+    /// The tensor id that `name` is, or is a pending chain of (`None` while pending).
+    fn chain_base(&self, name: &str) -> Option<TensorId> {
+        match self.vals.get(name)? {
+            Val::Act(a) => Some(a.id),
+            Val::Chain(c) => Some(c.x.id),
+            Val::Pending(_) => None,
+        }
+    }
+
+    /// `op(a, b)` as one chain, when one of `a`, `b` is a pending chain and both are functions
+    /// of the same tensor (two plain tensors stay a Myelin Add/Sub/Mul: cheaper than a table
+    /// and exact).
+    fn zip_chains(
+        &mut self,
+        node: &Node,
+        (a, b): (&str, &str),
+        op: fn(f64, f64) -> f64,
+    ) -> Result<Option<Chain>> {
+        let is_chain = |n: &str| matches!(self.vals.get(n), Some(Val::Chain(_)));
+        let same = self.chain_base(a).is_some() && self.chain_base(a) == self.chain_base(b);
+        if !(same && (is_chain(a) || is_chain(b))) {
+            return Ok(None);
+        }
+        Ok(Some(self.chain(a)?.zip(self.chain(b)?, node, op)))
     }
 
     /// The pending value `name`, taken out for fusion, if it is pending and read only once.
@@ -578,14 +722,28 @@ pub(super) fn lower_identity(lowerer: &mut Lowerer<'_>, node: &Node, out: String
             p.name = out.clone();
             Val::Pending(p)
         }
-        None => Val::Act(lowerer.act(name)?),
+        None => match lowerer.vals.get(name) {
+            Some(Val::Chain(c)) => Val::Chain(c.clone()),
+            _ => Val::Act(lowerer.act(name)?),
+        },
     };
     lowerer.set(&out, v);
     Ok(())
 }
 
-/// Relu and Clip: the fused activation of a pending producer read only here, else a Clamp
-/// (or nothing when the bounds are the full int8 range).
+/// Dropout at inference and Cast to float: the identity.
+pub(super) fn lower_dropout(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    float::check_dropout(lowerer.graph, node)?;
+    lower_identity(lowerer, node, out)
+}
+
+pub(super) fn lower_cast(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    float::check_cast(node)?;
+    lower_identity(lowerer, node, out)
+}
+
+/// Relu and Clip: the fused activation of a pending producer read only here, one more step
+/// of a pending chain, else a Clamp (or nothing when the bounds are the full int8 range).
 pub(super) fn lower_activation(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
     let act = if node.op == "Relu" {
         Activation::Relu
@@ -594,6 +752,15 @@ pub(super) fn lower_activation(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
         Activation::Clip(lo, hi)
     };
     let name = in0(node)?;
+    if let Some(Val::Chain(c)) = lowerer.vals.get(name) {
+        let c = c.clone();
+        let c = match act {
+            Activation::Clip(lo, hi) => c.then(node, move |v| v.max(lo as f64).min(hi as f64)),
+            _ => c.then(node, |v| v.max(0.0)),
+        };
+        lowerer.set(&out, Val::Chain(c));
+        return Ok(());
+    }
     if let Some(mut p) = lowerer.take_pending(name) {
         p.name = out.clone();
         p.sources.push(node.name.clone());
@@ -621,41 +788,18 @@ pub(super) fn lower_activation(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
     Ok(())
 }
 
-/// Sigmoid and Tanh: a lookup table with the fixed output quantization of the function.
-pub(super) fn lower_lut(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
-    let x = lowerer.act(in0(node)?)?;
-    let (table, oq) = if node.op == "Sigmoid" {
-        (
-            quant::lut(|v| 1.0 / (1.0 + (-v).exp()), x.q, quant::SIGMOID_OUT),
-            quant::SIGMOID_OUT,
-        )
-    } else {
-        (quant::lut(f64::tanh, x.q, quant::TANH_OUT), quant::TANH_OUT)
+/// The elementwise unary ops: one more step of the chain of their input (a Lut when read).
+/// Sigmoid and Tanh fix the output quantization (TFLite's), the others take the calibrated
+/// range of their output.
+pub(super) fn lower_unary(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let g = unary_fn(node)?;
+    let mut c = lowerer.chain(in0(node)?)?.then(node, move |v| g(v));
+    c.fixed = match node.op.as_str() {
+        "Sigmoid" => Some(quant::SIGMOID_OUT),
+        "Tanh" => Some(quant::TANH_OUT),
+        _ => None,
     };
-    let detail = format!(
-        "{:?}, {} table, out scale {:.4e} zp {}",
-        x.shape,
-        node.op.to_lowercase(),
-        oq.scale,
-        oq.zp
-    );
-    let id = lowerer.emit(
-        m::Node::Lut(m::Lut {
-            input: x.id,
-            zero_point: oq.zp,
-            table,
-        }),
-        node.name.clone(),
-        detail,
-    );
-    lowerer.set(
-        &out,
-        Val::Act(Act {
-            id,
-            shape: x.shape,
-            q: oq,
-        }),
-    );
+    lowerer.set(&out, Val::Chain(c));
     Ok(())
 }
 
@@ -687,7 +831,11 @@ pub(super) fn lower_softmax(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
 }
 
 pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
-    ensure!(node.int("transA", 0)? == 0, "transA=1 is not supported");
+    ensure!(
+        node.int("transA", 0)? == 0,
+        "transA=1 (A transposed) is not supported: A is the activation [N, K] with the batch \
+         first; export `x @ W.T` (transA=0, any transB)"
+    );
     let x = lowerer.act(in0(node)?)?;
     ensure!(
         x.shape.len() == 1,
@@ -799,15 +947,101 @@ pub(super) fn lower_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
     add_or_sub(lowerer, node, out, true)
 }
 
-/// Add and Sub: of two activations, a pending Add or Sub node; of an activation and a
-/// constant, a bias folded into the layer producing the activation (`x − c` as `x + (−c)`).
-fn add_or_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String, sub: bool) -> Result<()> {
-    let (na, nb) = (
+/// The two inputs of a binary op.
+fn in01(node: &Node) -> Result<(&str, &str)> {
+    Ok((
         in0(node)?,
         node.input(1).ok_or_else(|| anyhow!("missing input 1"))?,
-    );
-    match (lowerer.konst(na).cloned(), lowerer.konst(nb).cloned()) {
-        (None, None) => {
+    ))
+}
+
+/// A per-channel fold of a constant into the layer producing an operand (see
+/// [`const_operand`]): the layer and the constant's per-channel values.
+type Fold = fn(&mut Layer, &[f64]);
+
+/// A binary op of an activation and a constant (`op(x, c)`, or `op(c, x)` when the constant
+/// is input 0):
+/// 1. with `fold` (only for `x op c`), when `x` is a pending MatMul/Gemm/Conv read only here
+///    and `c` is per channel (or a scalar): folded into its weights and bias;
+/// 2. else, when `c` is a scalar: one more step of the chain of `x` (a Lut when read);
+/// 3. else an error naming both fixes.
+fn const_operand(
+    lowerer: &mut Lowerer<'_>,
+    node: &Node,
+    out: String,
+    op: fn(f64, f64) -> f64,
+    fold: Option<Fold>,
+) -> Result<()> {
+    let (na, nb) = in01(node)?;
+    let c_first = lowerer.konst(na).is_some();
+    let (xname, cname) = if c_first { (nb, na) } else { (na, nb) };
+    let c = lowerer
+        .konst(cname)
+        .cloned()
+        .ok_or_else(|| anyhow!("`{cname}` is not a constant"))?;
+    if let (Some(fold), false) = (fold, c_first) {
+        if let Some(mut p) = lowerer.take_pending(xname) {
+            let v = match &p.op {
+                PendingOp::Layer(l) => {
+                    channel_vector(&c, l.out_shape.len() + 1, l.channel_axis(), l.channels())
+                }
+                _ => None,
+            };
+            match (&mut p.op, v) {
+                (PendingOp::Layer(layer), Some(v)) => {
+                    fold(layer, &v);
+                    p.name = out.clone();
+                    p.sources.push(node.name.clone());
+                    lowerer.set(&out, Val::Pending(p));
+                    return Ok(());
+                }
+                _ => lowerer.set(xname, Val::Pending(p)),
+            }
+        }
+    }
+    let x_rank = match lowerer.vals.get(xname) {
+        Some(Val::Act(a)) => a.shape.len(),
+        Some(Val::Chain(ch)) => ch.x.shape.len(),
+        Some(Val::Pending(p)) => p.out_shape().len(),
+        None => bail!("tensor `{xname}` is not produced by any supported node"),
+    };
+    let scalar = (c.numel() == 1 && c.dims.len() <= x_rank + 1).then(|| c.f32()[0] as f64);
+    let Some(k) = scalar else {
+        let folds = if fold.is_some() && !c_first {
+            "per-channel constants fold into the weights and bias of the MatMul/Gemm/Conv that \
+             produces the other operand when this node is its only reader; "
+        } else {
+            ""
+        };
+        bail!(
+            "{} of `{xname}` and the constant `{cname}` {:?}: {folds}scalar constants become \
+             a lookup table; fold this constant into the model before export",
+            node.op,
+            c.dims
+        );
+    };
+    let chain = lowerer.chain(xname)?;
+    let chain = if c_first {
+        chain.then(node, move |v| op(k, v))
+    } else {
+        chain.then(node, move |v| op(v, k))
+    };
+    lowerer.set(&out, Val::Chain(chain));
+    Ok(())
+}
+
+/// Add and Sub: of two activations, one chain when both are functions of one tensor (see
+/// [`Chain`]), else a pending Add or Sub node; of an activation and a constant, see
+/// [`const_operand`] (`x − c` folds as the bias `−c`).
+fn add_or_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String, sub: bool) -> Result<()> {
+    let (na, nb) = in01(node)?;
+    let op: fn(f64, f64) -> f64 = if sub { |a, b| a - b } else { |a, b| a + b };
+    match (lowerer.konst(na).is_some(), lowerer.konst(nb).is_some()) {
+        (false, false) => {
+            if let Some(c) = lowerer.zip_chains(node, (na, nb), op)? {
+                lowerer.set(&out, Val::Chain(c));
+                return Ok(());
+            }
             let a = lowerer.act(na)?;
             let b = lowerer.act(nb)?;
             ensure!(
@@ -823,48 +1057,99 @@ fn add_or_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String, sub: bool) ->
                 sources: vec![node.name.clone()],
             };
             lowerer.set(&out, Val::Pending(p));
+            Ok(())
         }
-        (Some(c), None) | (None, Some(c)) => {
-            let xname = if lowerer.konst(na).is_some() { nb } else { na };
-            ensure!(
-                !sub || xname == na,
-                "Sub of an activation from a constant is not supported (only `x − c`)"
-            );
-            let err = || {
-                anyhow!(
-                    "{} of a constant is supported only as the per-channel bias of the \
-                     MatMul/Gemm/Conv that produces `{xname}` (and is its only reader)",
-                    node.op
-                )
+        (true, true) => bail!(
+            "{} of two constants (constant folding is not supported)",
+            node.op
+        ),
+        _ => {
+            let fold: Fold = if sub {
+                |l, v| l.bias.iter_mut().zip(v).for_each(|(b, c)| *b -= c)
+            } else {
+                |l, v| l.bias.iter_mut().zip(v).for_each(|(b, c)| *b += c)
             };
-            let mut p = lowerer.take_pending(xname).ok_or_else(err)?;
-            let PendingOp::Layer(layer) = &mut p.op else {
-                lowerer.set(xname, Val::Pending(p));
-                return Err(err());
-            };
-            let rank = layer.out_shape.len() + 1;
-            let Some(v) = channel_vector(&c, rank, layer.channel_axis(), layer.channels()) else {
-                lowerer.set(xname, Val::Pending(p));
-                return Err(err());
-            };
-            let sign = if sub { -1.0 } else { 1.0 };
-            layer
-                .bias
-                .iter_mut()
-                .zip(&v)
-                .for_each(|(b, c)| *b += sign * c);
-            p.name = out.clone();
-            p.sources.push(node.name.clone());
-            lowerer.set(&out, Val::Pending(p));
-        }
-        (Some(_), Some(_)) => {
-            bail!(
-                "{} of two constants (constant folding is not supported)",
-                node.op
-            )
+            const_operand(lowerer, node, out, op, Some(fold))
         }
     }
+}
+
+/// Scales output channel `o` of a layer (weights and bias) by `v[o]`.
+fn scale_channels(l: &mut Layer, v: &[f64]) {
+    let fan_in = l.weights.len() / l.channels();
+    for ((row, b), s) in l.weights.chunks_mut(fan_in).zip(&mut l.bias).zip(v) {
+        row.iter_mut().for_each(|w| *w *= s);
+        *b *= s;
+    }
+}
+
+/// Mul: of two activations, one chain when both are functions of one tensor (SiLU), else a
+/// pending Mul node (either operand may be the broadcast one: the product commutes); of an
+/// activation and a constant, see [`const_operand`].
+pub(super) fn lower_mul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let (na, nb) = in01(node)?;
+    if lowerer.konst(na).is_some() != lowerer.konst(nb).is_some() {
+        return const_operand(lowerer, node, out, |a, b| a * b, Some(scale_channels));
+    }
+    ensure!(
+        lowerer.konst(na).is_none(),
+        "Mul of two constants (constant folding is not supported)"
+    );
+    if let Some(c) = lowerer.zip_chains(node, (na, nb), |a, b| a * b)? {
+        lowerer.set(&out, Val::Chain(c));
+        return Ok(());
+    }
+    let a = lowerer.act(na)?;
+    let b = lowerer.act(nb)?;
+    let (a, b) = if broadcasts_to(&b.shape, &a.shape) {
+        (a, b)
+    } else if broadcasts_to(&a.shape, &b.shape) {
+        (b, a)
+    } else {
+        bail!(
+            "Mul of [N, {:?}] and [N, {:?}]: one operand must broadcast to the other (equal \
+             ranks, each dim equal or 1)",
+            a.shape,
+            b.shape
+        );
+    };
+    let p = Pending {
+        op: PendingOp::Mul { a, b },
+        name: out.clone(),
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Pending(p));
     Ok(())
+}
+
+/// Div: by a constant, see [`const_operand`] (`x / c` folds as the scale `1 / c`); of two
+/// activations, only as one chain of a single tensor (no Myelin op divides).
+pub(super) fn lower_div(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let (na, nb) = in01(node)?;
+    if lowerer.konst(na).is_some() != lowerer.konst(nb).is_some() {
+        let fold: Fold = |l, v| scale_channels(l, &v.iter().map(|c| 1.0 / c).collect::<Vec<_>>());
+        return const_operand(lowerer, node, out, |a, b| a / b, Some(fold));
+    }
+    let c = lowerer.zip_chains(node, (na, nb), |a, b| a / b)?;
+    let c = c.ok_or_else(|| {
+        anyhow!(
+            "Div of two activations is supported only when both are elementwise functions of \
+             one tensor (one lookup table); divide by a constant, or multiply instead"
+        )
+    })?;
+    lowerer.set(&out, Val::Chain(c));
+    Ok(())
+}
+
+/// Pow with a constant base or exponent: a step of a chain (`Pow(x, 2)`, `Pow(2, x)`).
+pub(super) fn lower_pow(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let (na, nb) = in01(node)?;
+    ensure!(
+        lowerer.konst(na).is_some() != lowerer.konst(nb).is_some(),
+        "Pow is supported with one scalar constant operand (`x^c` or `c^x`, one lookup \
+         table); for `x · y` of activations use Mul"
+    );
+    const_operand(lowerer, node, out, f64::powf, None)
 }
 
 pub(super) fn lower_batch_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
@@ -904,11 +1189,7 @@ pub(super) fn lower_batch_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
             (LayerKind::Dense, w)
         }
         2 | 3 => {
-            let window = float::Window {
-                kernel: [1, 1],
-                stride: [1, 1],
-                pads: [0; 4],
-            };
+            let window = float::Window::unpadded([1, 1]);
             (
                 LayerKind::Conv {
                     window,
@@ -959,7 +1240,6 @@ pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
         "weights {:?} do not match the input rank",
         w.dims
     );
-    let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]))?;
     let groups = node.int("group", 1)? as usize;
     let (c, oc) = (x.shape[0], w.dims[0]);
     ensure!(
@@ -975,6 +1255,7 @@ pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
     } else {
         (1, x.shape[1])
     };
+    let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]), [h, wd])?;
     let [oh, ow] = window.output(node, h, wd)?;
     let bias = match node.input(2) {
         None => vec![0.0; oc],
@@ -1031,17 +1312,13 @@ pub(super) fn lower_pool(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
         x.shape
     );
     let window = if node.op == "GlobalAveragePool" {
-        float::Window {
-            kernel: [x.shape[1], x.shape[2]],
-            stride: [1, 1],
-            pads: [0; 4],
-        }
+        float::Window::unpadded([x.shape[1], x.shape[2]])
     } else {
-        float::Window::from_node(node, 2, None)?
+        float::Window::from_node(node, 2, None, [x.shape[1], x.shape[2]])?
     };
     let [oh, ow] = window.output(node, x.shape[1], x.shape[2])?;
     // Without padding the flag changes nothing, and 0 is its canonical encoding.
-    let count_include_pad = node.int("count_include_pad", 0)? != 0 && window.pads != [0; 4];
+    let count_include_pad = window.count_include_pad(node)?;
     let (input, window) = (x.id, model_window(&window)?);
     let shape = vec![x.shape[0], oh, ow];
     let detail = format!(
@@ -1123,39 +1400,6 @@ fn lower_matmul_of_acts(
 /// ranks: both are ONNX activations, whose batch axes align only then.
 fn broadcasts_to(b: &[usize], a: &[usize]) -> bool {
     b.len() == a.len() && b.iter().zip(a).all(|(&x, &y)| x == y || x == 1)
-}
-
-/// Mul of two activations (either may be the broadcast one: the product commutes).
-pub(super) fn lower_mul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
-    let nb = node.input(1).ok_or_else(|| anyhow!("missing input 1"))?;
-    for name in [in0(node)?, nb] {
-        ensure!(
-            lowerer.konst(name).is_none(),
-            "Mul by the constant `{name}` is not supported; only the product of two \
-             activations is (fold a constant scale into the preceding layer before export)"
-        );
-    }
-    let a = lowerer.act(in0(node)?)?;
-    let b = lowerer.act(nb)?;
-    let (a, b) = if broadcasts_to(&b.shape, &a.shape) {
-        (a, b)
-    } else if broadcasts_to(&a.shape, &b.shape) {
-        (b, a)
-    } else {
-        bail!(
-            "Mul of [N, {:?}] and [N, {:?}]: one operand must broadcast to the other (equal \
-             ranks, each dim equal or 1)",
-            a.shape,
-            b.shape
-        );
-    };
-    let p = Pending {
-        op: PendingOp::Mul { a, b },
-        name: out.clone(),
-        sources: vec![node.name.clone()],
-    };
-    lowerer.set(&out, Val::Pending(p));
-    Ok(())
 }
 
 /// A Myelin axis (no batch axis) from an index into the ONNX axes (batch axis first, never

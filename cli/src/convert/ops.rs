@@ -4,8 +4,17 @@
 //! Both passes dispatch through this one table, so an op cannot be evaluated but not lowered
 //! (or the reverse), and the "supported" list of the unsupported-op error is built from it.
 //! Adding an op is one row here plus its two functions. Op types that share code (the pools;
-//! Relu and Clip, Sigmoid and Tanh when lowered; the reductions; Resize and Upsample; Squeeze
+//! Relu and Clip; the elementwise unary ops; the reductions; Resize and Upsample; Squeeze
 //! and Unsqueeze) still get a row each, pointing at the same function.
+//!
+//! The elementwise unary ops (Sigmoid … Abs: [`float::unary_fn`] gives each one's function)
+//! and Add/Sub/Mul/Div/Pow by a scalar constant are *chain* steps when lowered: any chain
+//! `f(x)` of them whose only activation input is one tensor `x` — including Add/Sub/Mul/Div
+//! of two chains of the same `x`, as in SiLU `x · Sigmoid(x)` or the decomposed GELU that
+//! `torch.onnx.export` writes — becomes ONE Lut of `f` (see `lower::Chain`). A per-channel
+//! (or scalar) constant Add/Sub/Mul/Div right after a MatMul/Gemm/Conv read only there folds
+//! into its weights and bias instead. Dropout (inference) and Cast to float are the identity;
+//! `Constant` nodes are read into the graph's constants when it is loaded (no row).
 
 use anyhow::{anyhow, Result};
 
@@ -87,13 +96,13 @@ const OPS: &[OnnxOp] = &[
     },
     OnnxOp {
         name: "Sigmoid",
-        eval: float::eval_sigmoid,
-        lower: lower::lower_lut,
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
     },
     OnnxOp {
         name: "Tanh",
-        eval: float::eval_tanh,
-        lower: lower::lower_lut,
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
     },
     OnnxOp {
         name: "Softmax",
@@ -169,6 +178,101 @@ const OPS: &[OnnxOp] = &[
         name: "Identity",
         eval: float::eval_identity,
         lower: lower::lower_identity,
+    },
+    OnnxOp {
+        name: "HardSigmoid",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "HardSwish",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "LeakyRelu",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Elu",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Selu",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Gelu",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Erf",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Exp",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Log",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Sqrt",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Reciprocal",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Softplus",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Softsign",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Neg",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Abs",
+        eval: float::eval_unary,
+        lower: lower::lower_unary,
+    },
+    OnnxOp {
+        name: "Div",
+        eval: float::eval_div,
+        lower: lower::lower_div,
+    },
+    OnnxOp {
+        name: "Pow",
+        eval: float::eval_pow,
+        lower: lower::lower_pow,
+    },
+    OnnxOp {
+        name: "Dropout",
+        eval: float::eval_dropout,
+        lower: lower::lower_dropout,
+    },
+    OnnxOp {
+        name: "Cast",
+        eval: float::eval_cast,
+        lower: lower::lower_cast,
     },
 ];
 
