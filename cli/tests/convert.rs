@@ -906,6 +906,27 @@ fn unsupported_forms_name_the_fix() {
     assert!(err.contains("is the batch axis"), "{err}");
     let err = one_node_error("Pad", vec![], &[], &[4]);
     assert!(err.contains("missing pads"), "{err}");
+    let err = one_node_error("Cast", vec![ai("to", 7)], &[], &[4]);
+    assert!(err.contains("only Cast to float (1)"), "{err}");
+    let err = one_node_error("Mul", vec![], &[&[1.0, 2.0, 3.0, 4.0]], &[4]);
+    assert!(
+        err.contains("scalar constants become a lookup table"),
+        "{err}"
+    );
+    // x / x: two plain tensors (no chain), and no Myelin op divides
+    let mut b = Builder::default();
+    let out = b.node("Div", &["input", "input"], vec![]);
+    let path = temp_onnx("div", &b.bytes(&[4], &out));
+    let calib = npy::Array::f32(vec![1, 4], vec![0.1, 0.2, 0.3, 0.4]);
+    let err = format!(
+        "{:#}",
+        convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+    );
+    std::fs::remove_file(&path).ok();
+    assert!(
+        err.contains("/0/Div") && err.contains("divide by a constant"),
+        "{err}"
+    );
 }
 
 fn astr(name: &str, v: &str) -> AttributeProto {
@@ -1004,14 +1025,15 @@ fn decomposed_gelu_folds_into_one_lookup_table() {
 
 #[test]
 fn scalar_chain_after_a_layer_and_pow() {
-    // Conv → Relu (fused) → Sub(·, 0.5) → Pow(·, 2) → Neg → Sqrt(·) of (· + 3): one Lut
+    // Conv → Relu (fused) → Sub(·, 0.5) → Pow(·, 2) → Neg → Add(3, ·) → Sqrt: one Lut
     let mut rng = Rng(12);
     let mut b = Builder::default();
     let h = conv3x3(&mut b, &mut rng, "input", "conv", 1, 2);
     let h = b.node("Relu", &[&h], vec![]);
     let half = b.init("half", &[], vec![0.5]);
     let two = b.init("two", &[], vec![2.0]);
-    let three = b.init("three", &[1], vec![3.0]);
+    // a Constant node in its opset-12 scalar form
+    let three = b.node("Constant", &[], vec![af("value_float", 3.0)]);
     let h = b.node("Sub", &[&h, &half], vec![]);
     let h = b.node("Pow", &[&h, &two], vec![]);
     let h = b.node("Neg", &[&h], vec![]);
