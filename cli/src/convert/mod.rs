@@ -6,7 +6,8 @@
 //! 2. [`float`] runs the float graph on every calibration row and records the range of every
 //!    tensor.
 //! 3. [`lower`] maps ONNX nodes to Myelin nodes (folding BatchNormalization and constant
-//!    biases, fusing Relu/Clip) and quantizes them with [`quant`]'s TFLite-style scheme.
+//!    biases and scales, fusing Relu/Clip, turning each chain of elementwise ops of one
+//!    tensor into one lookup table) and quantizes them with [`quant`]'s TFLite-style scheme.
 //! 4. The model is checked with `myelin_precompile::validate::validate` and round-tripped
 //!    through the canonical encoding.
 //!
