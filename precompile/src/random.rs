@@ -216,6 +216,30 @@ fn node_of_kind(
     }
 }
 
+/// Node kinds [`node_of_kind`] knows (`0..KINDS`).
+pub const KINDS: u8 = 21;
+
+/// A random [`Spec`] over node kinds `0..kinds`: an input of rank 1 to 4 (at most 600
+/// elements), 1 to `max_nodes` nodes. The fuzz target draws every kind; the golden vectors'
+/// random models draw the first ten (the kinds that existed when they were committed).
+pub fn spec(rng: &mut Rng, max_nodes: usize, kinds: u8) -> Spec {
+    let mut dim = |lo: i64, hi: i64| rng.range(lo, hi) as u32;
+    let input_shape = match dim(0, 3) {
+        0 => vec![dim(1, 600)],
+        1 => vec![dim(1, 8), dim(1, 75)],
+        2 => vec![dim(1, 3), dim(2, 14), dim(2, 14)],
+        _ => (0..4).map(|_| dim(1, 4)).collect(),
+    };
+    let nodes = (0..rng.range(1, max_nodes as i64))
+        .map(|_| (rng.range(0, kinds as i64 - 1) as u8, rng.next_u64()))
+        .collect();
+    Spec {
+        input_shape,
+        quant_seed: rng.next_u64(),
+        nodes,
+    }
+}
+
 /// A structural description of a model: the input shape, a seed for the input and output
 /// quantization, and per node an op kind (as [`node_of_kind`] reads it, 0..=9) with the seed
 /// of its parameters. Property tests draw `Spec`s rather than bare seeds so that a failure

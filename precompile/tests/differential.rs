@@ -49,7 +49,7 @@ fn spec() -> impl Strategy<Value = Spec> {
     (
         input_shape(),
         any::<u64>(),
-        prop::collection::vec((0u8..=20, any::<u64>()), 1..=7),
+        prop::collection::vec((0..random::KINDS, any::<u64>()), 1..=7),
     )
         .prop_map(|(input_shape, quant_seed, nodes)| Spec {
             input_shape,

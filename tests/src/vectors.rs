@@ -9,7 +9,7 @@ use alloy_primitives::keccak256;
 use myelin_cli::conformance::{Expect, ExpectedError, Vector};
 use myelin_precompile::error::Code;
 use myelin_precompile::model::*;
-use myelin_precompile::random::{self, Rng, Spec};
+use myelin_precompile::random::{self, Rng};
 use myelin_precompile::{decode, encode, gas, reference};
 
 mod ops;
@@ -670,7 +670,7 @@ pub fn cases() -> Vec<Case> {
     cs.extend(edge_cases());
     for i in 0..80u64 {
         let mut rng = Rng::new(0x5EC0_0000 + i);
-        let model = random::model_of(&random_spec(&mut rng));
+        let model = random::model_of(&random::spec(&mut rng, 8, 10));
         let len = myelin_precompile::validate::validate(model.clone())
             .map(|v| v.analysis().input_len())
             .unwrap_or(0);
@@ -684,25 +684,6 @@ pub fn cases() -> Vec<Case> {
     }
     cs.extend(ops::cases());
     cs
-}
-
-/// A random [`Spec`]: ranks 1 to 4, inputs up to 600 elements, 1 to 8 nodes.
-fn random_spec(rng: &mut Rng) -> Spec {
-    let mut dim = |lo: i64, hi: i64| rng.range(lo, hi) as u32;
-    let input_shape = match dim(0, 3) {
-        0 => vec![dim(1, 600)],
-        1 => vec![dim(1, 8), dim(1, 75)],
-        2 => vec![dim(1, 3), dim(2, 14), dim(2, 14)],
-        _ => (0..4).map(|_| dim(1, 4)).collect(),
-    };
-    let nodes = (0..rng.range(1, 8))
-        .map(|_| (rng.range(0, 9) as u8, rng.next_u64()))
-        .collect();
-    Spec {
-        input_shape,
-        quant_seed: rng.next_u64(),
-        nodes,
-    }
 }
 
 /// Scale 1/256: the output scale a final Softmax fixes.

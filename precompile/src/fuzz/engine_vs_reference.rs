@@ -53,7 +53,7 @@ pub fn run(data: &[u8]) {
         seed[..n].copy_from_slice(&data[..n]);
         let seed = u64::from_le_bytes(seed);
         let budget = 1 + data.get(8).map_or(0, |&b| b as usize % MAX_GENERATED_NODES);
-        let model = random::model(&mut Rng::new(seed), budget);
+        let model = random::model_of(&random::spec(&mut Rng::new(seed), budget, random::KINDS));
         let bytes = encode(&model);
         let parsed = decode(&bytes)
             .unwrap_or_else(|e| panic!("generator made an invalid model: {e}\n{model:?}"));
