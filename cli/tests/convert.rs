@@ -285,6 +285,10 @@ impl Builder {
     }
 
     fn bytes(self, in_dims: &[i64], output: &str) -> Vec<u8> {
+        self.bytes_opset(in_dims, output, 13)
+    }
+
+    fn bytes_opset(self, in_dims: &[i64], output: &str, opset: i64) -> Vec<u8> {
         let mut dims = vec![Dimension {
             dim_value: None,
             dim_param: Some("N".into()),
@@ -318,7 +322,7 @@ impl Builder {
             }),
             opset_import: vec![OperatorSetIdProto {
                 domain: String::new(),
-                version: 13,
+                version: opset,
             }],
         };
         model.encode_to_vec()
@@ -1198,4 +1202,71 @@ fn ceil_mode_pools_become_end_padding() {
         err.contains("/0/AveragePool") && err.contains("export with ceil_mode=0"),
         "{err}"
     );
+}
+
+/// `LayerNormalization(x, γ, β)` over the last axis (opset 17), with γ around 1 and β around 0
+/// but varying per position.
+fn layer_norm(b: &mut Builder, rng: &mut Rng, x: &str, name: &str, l: usize) -> String {
+    let gamma: Vec<f32> = rng.vec(l, 0.5).iter().map(|g| 1.0 + g).collect();
+    let gamma = b.init(&format!("{name}.weight"), &[l as i64], gamma);
+    let beta = b.init(&format!("{name}.bias"), &[l as i64], rng.vec(l, 0.3));
+    b.node(
+        "LayerNormalization",
+        &[x, &gamma, &beta],
+        vec![ai("axis", -1), af("epsilon", 1e-5)],
+    )
+}
+
+#[test]
+fn layer_normalization_is_one_layernorm() {
+    // over the last axis of [N, 4, 16], then of [N, 16]: int8 within two output steps
+    for (tag, dims) in [("ln3", vec![4, 16]), ("ln2", vec![16])] {
+        let mut rng = Rng(7);
+        let mut b = Builder::default();
+        let out = layer_norm(&mut b, &mut rng, "input", "ln", 16);
+        let in_dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let bytes = b.bytes_opset(&in_dims, &out, 17);
+        let (c, err) = synthetic_error(tag, bytes, &dims, &["LayerNorm"]);
+        let step = output_step(&c);
+        println!(
+            "{tag}: max abs error {err:.5} = {:.2} output steps",
+            err / step
+        );
+        assert!(err <= 2.0 * step, "{tag}: error {err} > 2 steps of {step}");
+    }
+}
+
+#[test]
+fn transformer_block_with_layer_normalization() {
+    // [N, 4, 12] → MatMul + Add (a Dense) → LayerNormalization → Relu (fused) → Flatten → Gemm
+    let mut rng = Rng(21);
+    let mut b = Builder::default();
+    let w = b.init("fc1.weight", &[12, 16], rng.vec(192, 0.4));
+    let bias = b.init("fc1.bias", &[16], rng.vec(16, 0.2));
+    let h = b.node("MatMul", &["input", &w], vec![]);
+    let h = b.node("Add", &[&h, &bias], vec![]);
+    let h = layer_norm(&mut b, &mut rng, &h, "ln", 16);
+    let h = b.node("Relu", &[&h], vec![]);
+    let h = b.node("Flatten", &[&h], vec![]);
+    let w2 = b.init("fc2.weight", &[5, 64], rng.vec(320, 0.3));
+    let out = b.node("Gemm", &[&h, &w2], vec![ai("transB", 1)]);
+    let bytes = b.bytes_opset(&[4, 12], &out, 17);
+    let ops = ["Dense", "LayerNorm", "Reshape", "Dense"];
+    let (c, err) = synthetic_error("lnblock", bytes, &[4, 12], &ops);
+    let step = output_step(&c);
+    println!(
+        "lnblock: max abs error {err:.5} = {:.2} output steps",
+        err / step
+    );
+    assert!(
+        err <= 2.0 * step,
+        "lnblock: error {err} > 2 steps of {step}"
+    );
+    // the Relu is fused into the LayerNorm: its output clamps at its zero point
+    let ln = c.model.model().nodes.iter().find_map(|n| match n {
+        Node::LayerNorm(l) => Some(l),
+        _ => None,
+    });
+    let ln = ln.unwrap();
+    assert_eq!(ln.out.act_min, ln.out.zero_point);
 }

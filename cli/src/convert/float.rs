@@ -688,6 +688,48 @@ pub(super) fn eval_reshape(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> R
     Ok(Tensor::new(shape, t.data))
 }
 
+/// LayerNormalization (opset 17) over the last axis (see [`check_layer_norm`]): each row
+/// `(x − mean) / √(var + ε)` in f64, then `· Scale + B` broadcast as ONNX does.
+pub(super) fn eval_layer_norm(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let x = runner.get(env, node, 0)?;
+    check_layer_norm(node, x.shape.len())?;
+    let eps = node.float("epsilon", 1e-5)? as f64;
+    let l = *x.shape.last().unwrap_or(&1);
+    let mut y = Vec::with_capacity(x.data.len());
+    for row in x.data.chunks(l.max(1)) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / l as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / l as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        y.extend(row.iter().map(|&v| ((v as f64 - mean) * inv) as f32));
+    }
+    let y = Tensor::new(x.shape.clone(), y);
+    let y = broadcast(node, &y, &runner.get(env, node, 1)?, |v, g| v * g)?;
+    match node.input(2) {
+        Some(_) => broadcast(node, &y, &runner.get(env, node, 2)?, |v, b| v + b),
+        None => Ok(y),
+    }
+}
+
+/// A LayerNormalization the converter supports over a rank-`rank` input (batch included):
+/// normalizing the last axis only (Myelin's LayerNorm rows), and without the optional
+/// `Mean` / `InvStdDev` outputs (training-only statistics). `stash_type` (the precision of
+/// the statistics) is ignored: they are computed in f64 here and exactly in integers there.
+pub fn check_layer_norm(node: &Node, rank: usize) -> Result<()> {
+    let axis = data_axis(node, node.int("axis", -1)?, rank)?;
+    ensure!(
+        axis == rank - 1,
+        "{}: normalizes axes {axis}.. of a rank-{rank} tensor; only the last axis is \
+         supported (Myelin LayerNorm normalizes rows of the last axis)",
+        node.describe()
+    );
+    ensure!(
+        node.outputs.iter().skip(1).all(|o| o.is_empty()),
+        "{}: the Mean and InvStdDev outputs are not supported",
+        node.describe()
+    );
+    Ok(())
+}
+
 pub(super) fn eval_softmax(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
     softmax(node, runner.graph.opset, &runner.get(env, node, 0)?)
 }

@@ -2,7 +2,7 @@
 //!
 //! Nodes are visited in order. Linear layers (Gemm, MatMul, Conv, a lone BatchNormalization)
 //! and the other nodes with a requantized output (Add, Sub, Mul, MatMul of two activations,
-//! ReduceSum/ReduceMean) stay *pending* in float until something forces them out, so that a
+//! ReduceSum/ReduceMean, LayerNorm) stay *pending* in float until something forces them out, so that a
 //! following BatchNormalization or constant Add/Sub folds into a layer's weights and bias,
 //! and a following Relu/Clip becomes their fused activation — each only when the pending
 //! tensor has no other reader. Every Myelin tensor takes its quantization from the calibrated
@@ -29,6 +29,7 @@ use std::rc::Rc;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use myelin_precompile::model::{self as m, Model, Quant, Scale, TensorId};
+use myelin_precompile::ops::layernorm::MAX_ROW;
 
 use super::float::{
     self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis, unary_fn, Scalar,
@@ -111,9 +112,16 @@ enum PendingOp {
         scale: f64,
         out_shape: Vec<usize>,
     },
+    /// `(x − mean) / √(var + eps) · gamma + beta` over the last axis of `x`, in float.
+    LayerNorm {
+        x: Act,
+        eps: f64,
+        gamma: Vec<f64>,
+        beta: Vec<f64>,
+    },
 }
 
-/// A layer, Add, Sub, Mul, MatMul or ReduceSum not emitted yet. `name` is the ONNX tensor it currently computes.
+/// A layer, Add, Sub, Mul, MatMul, ReduceSum or LayerNorm not emitted yet. `name` is the ONNX tensor it currently computes.
 #[derive(Debug)]
 struct Pending {
     op: PendingOp,
@@ -126,6 +134,7 @@ impl Pending {
         match &self.op {
             PendingOp::Layer(l) => &l.out_shape,
             PendingOp::Add { a, .. } | PendingOp::Mul { a, .. } => &a.shape,
+            PendingOp::LayerNorm { x, .. } => &x.shape,
             PendingOp::MatMul { out_shape, .. } | PendingOp::ReduceSum { out_shape, .. } => {
                 out_shape
             }
@@ -666,6 +675,37 @@ impl Lowerer<'_> {
                     input: x.id,
                     axis: u8::try_from(axis)?,
                     out,
+                });
+                self.emit(node, source, detail)
+            }
+            PendingOp::LayerNorm {
+                x,
+                eps,
+                gamma,
+                beta,
+            } => {
+                let ql = quant::quantize_layer_norm(&gamma, &beta, eps, x.q.scale, q.scale)
+                    .with_context(|| format!("quantizing {source}"))?;
+                let detail = format!(
+                    "{shape:?}, epsilon {}, gamma scale {:.4e}, out scale {:.4e} zp {}, \
+                     act [{act_min}, {act_max}]{act_note}, multiplier {:.4e}",
+                    ql.epsilon,
+                    ql.gamma_scale,
+                    q.scale,
+                    q.zp,
+                    ql.requant.to_f64()
+                );
+                let node = m::Node::LayerNorm(m::LayerNorm {
+                    input: x.id,
+                    epsilon: ql.epsilon,
+                    gamma: ql.gamma,
+                    beta: ql.beta,
+                    out: m::Output {
+                        requant: vec![ql.requant],
+                        zero_point: q.zp,
+                        act_min,
+                        act_max,
+                    },
                 });
                 self.emit(node, source, detail)
             }
@@ -1640,5 +1680,57 @@ pub(super) fn lower_squeeze(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
     );
     let y = lowerer.reshape(node, x, shape)?;
     lowerer.set(&out, Val::Act(y));
+    Ok(())
+}
+
+/// LayerNormalization over the last axis with constant Scale and B: a pending LayerNorm (so
+/// that a following Relu/Clip fuses into its output).
+pub(super) fn lower_layer_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    float::check_layer_norm(node, x.shape.len() + 1)?;
+    let param = |i: usize, default: f64| -> Result<Vec<f64>> {
+        let l = x.shape[x.shape.len() - 1];
+        let Some(name) = node.input(i) else {
+            return Ok(vec![default; l]);
+        };
+        let c = lowerer
+            .konst(name)
+            .ok_or_else(|| anyhow!("`{name}` must be a constant"))?;
+        channel_vector(c, x.shape.len() + 1, x.shape.len(), l).ok_or_else(|| {
+            anyhow!(
+                "`{name}` {:?} does not broadcast along the last axis (of {l})",
+                c.dims
+            )
+        })
+    };
+    let (gamma, beta) = (param(1, 1.0)?, param(2, 0.0)?);
+    let eps = node.float("epsilon", 1e-5)? as f64;
+    pending_layer_norm(lowerer, x, (eps, gamma, beta), out, vec![node.name.clone()])
+}
+
+/// Sets `out` to a pending LayerNorm of `x` with float `(ε, γ, β)`, made from `sources`.
+fn pending_layer_norm(
+    lowerer: &mut Lowerer<'_>,
+    x: Act,
+    (eps, gamma, beta): (f64, Vec<f64>, Vec<f64>),
+    out: String,
+    sources: Vec<String>,
+) -> Result<()> {
+    let l = gamma.len();
+    ensure!(
+        l <= MAX_ROW as usize,
+        "rows of {l} elements: Myelin LayerNorm takes at most {MAX_ROW}"
+    );
+    let p = Pending {
+        op: PendingOp::LayerNorm {
+            x,
+            eps,
+            gamma,
+            beta,
+        },
+        name: out.clone(),
+        sources,
+    };
+    lowerer.set(&out, Val::Pending(p));
     Ok(())
 }

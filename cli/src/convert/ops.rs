@@ -13,7 +13,8 @@
 //! of two chains of the same `x`, as in SiLU `x · Sigmoid(x)` or the decomposed GELU that
 //! `torch.onnx.export` writes — becomes ONE Lut of `f` (see `lower::Chain`). A per-channel
 //! (or scalar) constant Add/Sub/Mul/Div right after a MatMul/Gemm/Conv read only there folds
-//! into its weights and bias instead. Dropout (inference) and Cast to float are the identity;
+//! into its weights and bias instead. LayerNormalization over the last axis is one Myelin
+//! LayerNorm (see `lower::lower_layer_norm`). Dropout (inference) and Cast to float are the identity;
 //! `Constant` nodes are read into the graph's constants when it is loaded (no row).
 
 use anyhow::{anyhow, Result};
@@ -108,6 +109,11 @@ const OPS: &[OnnxOp] = &[
         name: "Softmax",
         eval: float::eval_softmax,
         lower: lower::lower_softmax,
+    },
+    OnnxOp {
+        name: "LayerNormalization",
+        eval: float::eval_layer_norm,
+        lower: lower::lower_layer_norm,
     },
     OnnxOp {
         name: "Sub",

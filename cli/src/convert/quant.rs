@@ -4,6 +4,7 @@
 
 use anyhow::{ensure, Result};
 use myelin_precompile::model::{Scale, MULT_MIN};
+use myelin_precompile::ops::layernorm::NORM_BITS;
 
 /// Quantization of an activation tensor: `real = (q − zp) · scale`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,6 +122,64 @@ pub fn quantize_layer(weights: &[f64], bias: &[f64], s_in: f64, s_out: f64) -> R
         out.requant.truncate(1);
     }
     Ok(out)
+}
+
+/// A LayerNorm's integer parameters (SPEC §3.2 LayerNorm).
+pub struct QuantLayerNorm {
+    pub epsilon: u32,
+    pub gamma: Vec<i16>,
+    pub beta: Vec<i32>,
+    pub requant: Scale,
+    /// The scale `s_g` of `gamma` (one for the row), for the report.
+    pub gamma_scale: f64,
+}
+
+/// Largest `|gamma|` (`2^14`): 14 bits of precision for the widest `γ · √L`, with room below
+/// the i16 limit.
+const LN_GAMMA_STEPS: f64 = (1u32 << 14) as f64;
+/// Bound on `2^15 · |gamma| + |beta|` (`2^30`): validation requires it to survive
+/// requantization in int32; half of the range leaves room for rounding and the zero point.
+const LN_ACC_MAX: f64 = (1u32 << 30) as f64;
+
+/// LayerNorm over rows of `L = gamma.len()` of an input of scale `s_in` (float `eps`, affine
+/// `γ`, `β`) into an output of scale `s_out`.
+///
+/// The integer op computes `n = 2^15 · c / ⌊√(Σc² + epsilon)⌋` with `c = L · (x − mean) / s_in`,
+/// so `Σc² = L³ · var / s_in²`: the float ε is `epsilon = round(ε · L³ / s_in²)` (at least 1,
+/// which validation requires), and `n / 2^15 = normalized / √L`. Hence `gamma = γ · √L / s_g`,
+/// `beta = β / s_acc` with `s_acc = s_g / 2^15`, and the multiplier `s_acc / s_out`, for one
+/// scale `s_g` chosen as fine as both bounds allow: `|gamma| ≤ 2^14` and
+/// `2^15 · |gamma| + |beta| ≤ 2^30` (a β large next to `γ · √L` costs gamma bits, not a
+/// failed validation).
+pub fn quantize_layer_norm(
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+    s_in: f64,
+    s_out: f64,
+) -> Result<QuantLayerNorm> {
+    let l = gamma.len() as f64;
+    let e = (eps * l.powi(3) / (s_in * s_in)).round();
+    ensure!(
+        e <= u32::MAX as f64,
+        "epsilon {eps} is {e:e} in units of the integer variance, beyond u32: it dominates \
+         the variance of any row of this input (its calibrated range is too narrow for it)"
+    );
+    let g: Vec<f64> = gamma.iter().map(|g| g * l.sqrt()).collect();
+    let g_max = g.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let b_max = beta.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let norm = (1u32 << NORM_BITS) as f64;
+    let s_g = (g_max / LN_GAMMA_STEPS).max((g_max + b_max) * norm / LN_ACC_MAX);
+    // γ = β = 0: the output is 0 whatever the scale.
+    let s_g = if s_g > 0.0 { s_g } else { 1.0 };
+    let s_acc = s_g / norm;
+    Ok(QuantLayerNorm {
+        epsilon: e.max(1.0) as u32,
+        gamma: g.iter().map(|v| (v / s_g).round() as i16).collect(),
+        beta: beta.iter().map(|v| (v / s_acc).round() as i32).collect(),
+        requant: requant(s_acc / s_out)?,
+        gamma_scale: s_g,
+    })
 }
 
 /// Table of an elementwise function: `table[i] = quantize_out(f(dequantize_in(i − 128)))`.
