@@ -1270,3 +1270,66 @@ fn transformer_block_with_layer_normalization() {
     let ln = ln.unwrap();
     assert_eq!(ln.out.act_min, ln.out.zero_point);
 }
+
+#[test]
+fn decomposed_layer_norm_folds_into_one_layernorm() {
+    // What torch.onnx.export writes for nn.LayerNorm before opset 17, over the last axis of
+    // [N, 4, 16]: with γ and β (constants on either side), and without them. Variant 3 squares
+    // with Pow(·, 3): not the pattern, so the nodes are lowered one by one (and the Sub of the
+    // mean fails as before).
+    for variant in 0..4 {
+        let mut rng = Rng(5);
+        let mut b = Builder::default();
+        let mean = b.node("ReduceMean", &["input"], vec![ints("axes", &[-1])]);
+        let d = b.node("Sub", &["input", &mean], vec![]);
+        let two = b.init("two", &[], vec![if variant == 3 { 3.0 } else { 2.0 }]);
+        let p = b.node("Pow", &[&d, &two], vec![]);
+        let var = b.node("ReduceMean", &[&p], vec![ints("axes", &[-1])]);
+        let eps = b.init("eps", &[], vec![1e-5]);
+        let e = if variant == 1 {
+            b.node("Add", &[&eps, &var], vec![])
+        } else {
+            b.node("Add", &[&var, &eps], vec![])
+        };
+        let s = b.node("Sqrt", &[&e], vec![]);
+        let n = b.node("Div", &[&d, &s], vec![]);
+        let gamma: Vec<f32> = rng.vec(16, 0.5).iter().map(|g| 1.0 + g).collect();
+        let gamma = b.init("ln.weight", &[16], gamma);
+        let beta = b.init("ln.bias", &[16], rng.vec(16, 0.3));
+        let out = match variant {
+            0 => {
+                let m = b.node("Mul", &[&n, &gamma], vec![]);
+                b.node("Add", &[&m, &beta], vec![])
+            }
+            1 => {
+                let m = b.node("Mul", &[&gamma, &n], vec![]);
+                b.node("Add", &[&beta, &m], vec![])
+            }
+            _ => n,
+        };
+        let tag = format!("lndecomp{variant}");
+        if variant == 3 {
+            let path = temp_onnx(&tag, &b.bytes(&[4, 16], &out));
+            let calib = npy::Array::f32(vec![8, 4, 16], rng.vec(8 * 64, 1.0));
+            let err = convert::convert_onnx(&path, &calib, &ConvertOptions::default());
+            std::fs::remove_file(&path).ok();
+            let err = format!("{:#}", err.unwrap_err());
+            assert!(
+                err.contains("/1/Sub") && err.contains("broadcasting"),
+                "{err}"
+            );
+            continue;
+        }
+        let (c, err) = synthetic_error(&tag, b.bytes(&[4, 16], &out), &[4, 16], &["LayerNorm"]);
+        let step = output_step(&c);
+        println!(
+            "{tag}: max abs error {err:.5} = {:.2} output steps",
+            err / step
+        );
+        assert!(err <= 2.0 * step, "{tag}: error {err} > 2 steps of {step}");
+        // the LayerNorm names every folded node
+        let folded = if variant == 2 { 7 } else { 9 };
+        let line = c.report.lines().find(|l| l.contains("LayerNorm")).unwrap();
+        assert_eq!(line.matches(" + ").count(), folded - 1, "{line}");
+    }
+}

@@ -23,7 +23,7 @@
 //! ONNX axes count the batch axis, Myelin axes do not: axes, perms and pads are read over the
 //! ONNX rank (batch first, which they must leave alone) and shifted down by one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -234,6 +234,9 @@ pub(super) struct Lowerer<'a> {
     nodes: Vec<m::Node>,
     sources: Vec<String>,
     report: String,
+    /// Outputs of the nodes already lowered as part of an earlier node's pattern (the
+    /// decomposed LayerNorm): visiting them does nothing.
+    folded: HashSet<String>,
 }
 
 /// Lowers `graph` (whose tensors were calibrated into `ranges`) for inputs of `input_shape`
@@ -247,6 +250,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
         nodes: Vec::new(),
         sources: Vec::new(),
         report: String::new(),
+        folded: HashSet::new(),
     };
     let (lo, hi) = l.range(&graph.input)?;
     let aq = quant::act_quant(lo, hi);
@@ -720,6 +724,9 @@ impl Lowerer<'_> {
             .first()
             .ok_or_else(|| anyhow!("node has no output"))?
             .clone();
+        if self.folded.contains(&out) {
+            return Ok(());
+        }
         (ops::find(node)?.lower)(self, node, out)
     }
 
@@ -1520,7 +1527,8 @@ pub(super) fn lower_concat(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
 }
 
 /// ReduceSum, ReduceMean (a ReduceSum by `1 / L`) and ReduceMax over one axis; `keepdims = 0`
-/// adds a Reshape dropping the axis.
+/// adds a Reshape dropping the axis. A ReduceMean over the last axis that starts a decomposed
+/// LayerNorm (see [`Lowerer::decomposed_layer_norm`]) is that whole LayerNorm instead.
 pub(super) fn lower_reduce(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
     let x = lowerer.act(in0(node)?)?;
     let (axis, keepdims) = float::reduce_axis(lowerer.graph, node, x.shape.len() + 1)?;
@@ -1561,6 +1569,18 @@ pub(super) fn lower_reduce(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
         };
         lowerer.set(&out, Val::Act(y));
         return Ok(());
+    }
+    if node.op == "ReduceMean" && keepdims && axis + 1 == x.shape.len() {
+        let l = x.shape[axis];
+        if let Some(ln) = lowerer.decomposed_layer_norm(node, x.shape.len() + 1, l) {
+            let mut sources = vec![node.name.clone()];
+            for (name, output) in ln.rest {
+                sources.push(name);
+                lowerer.folded.insert(output);
+            }
+            let params = (ln.eps, ln.gamma, ln.beta);
+            return pending_layer_norm(lowerer, x, params, ln.out, sources);
+        }
     }
     let scale = if node.op == "ReduceMean" {
         1.0 / x.shape[axis] as f64
@@ -1733,4 +1753,136 @@ fn pending_layer_norm(
     };
     lowerer.set(&out, Val::Pending(p));
     Ok(())
+}
+
+/// A decomposed LayerNorm found by [`Lowerer::decomposed_layer_norm`].
+struct Decomposed {
+    eps: f64,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+    /// The ONNX tensor it computes (the last node's output).
+    out: String,
+    /// Its nodes after the first ReduceMean: (name, output).
+    rest: Vec<(String, String)>,
+}
+
+impl Lowerer<'_> {
+    /// The node of type `op` that is the only reader of tensor `t` (which is then not the
+    /// graph output either).
+    fn only_reader(&self, t: &str, op: &str) -> Option<&Node> {
+        if self.consumers.get(t) != Some(&1) {
+            return None;
+        }
+        let n = self
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.inputs.iter().any(|i| i == t))?;
+        (n.op == op).then_some(n)
+    }
+
+    /// The value of a scalar constant.
+    fn scalar(&self, name: &str) -> Option<f64> {
+        let c = self.konst(name)?;
+        (c.numel() == 1).then(|| c.f32()[0] as f64)
+    }
+
+    /// Whether `node` is a ReduceMean over the last of `rank` axes (batch included) that keeps
+    /// it.
+    fn is_row_mean(&self, node: &Node, rank: usize) -> bool {
+        node.op == "ReduceMean"
+            && float::reduce_axis(self.graph, node, rank).ok() == Some((rank - 1, true))
+    }
+
+    /// For a binary `node` reading `t`, its other input if that is a constant along the last
+    /// of `rank` axes (`l` values) or a scalar: the per-position values.
+    fn row_const(&self, node: &Node, t: &str, rank: usize, l: usize) -> Option<Vec<f64>> {
+        let (a, b) = in01(node).ok()?;
+        let other = match (a == t, b == t) {
+            (true, false) => b,
+            (false, true) => a,
+            _ => return None,
+        };
+        channel_vector(self.konst(other)?, rank, rank - 1, l)
+    }
+
+    /// The decomposed LayerNorm that `torch.onnx.export` writes for `nn.LayerNorm` before
+    /// opset 17, when `mean` (a ReduceMean over the last of `rank` axes, batch included, of
+    /// length `l`, that keeps it) starts exactly this pattern:
+    ///
+    /// ```text
+    /// mean = ReduceMean(x)          (last axis, keepdims)   read only by d
+    /// d    = Sub(x, mean)                                   read only by p and n
+    /// p    = Pow(d, 2)                                      read only by var
+    /// var  = ReduceMean(p)          (last axis, keepdims)   read only by e
+    /// e    = Add(var, ε)            (either order)          read only by s
+    /// s    = Sqrt(e)                                        read only by n
+    /// n    = Div(d, s)
+    /// then, each the only reader of the tensor before it:
+    ///        Mul(·, γ)              (either order; optional)
+    ///        Add(·, β)              (either order; optional)
+    /// ```
+    ///
+    /// with `ε` and `2` scalar constants and `γ`, `β` constants along the last axis (or
+    /// scalars). "Read only by" is what makes folding safe: no intermediate is needed
+    /// elsewhere (nor is it the graph output). Anything else is `None`, and the nodes are
+    /// lowered one by one (where the Sub of the mean fails: it broadcasts).
+    fn decomposed_layer_norm(&self, mean: &Node, rank: usize, l: usize) -> Option<Decomposed> {
+        let (x, mean_out) = (mean.input(0)?, mean.outputs.first()?);
+        let sub = self.only_reader(mean_out, "Sub")?;
+        let d = sub.outputs.first()?;
+        if in01(sub).ok()? != (x, mean_out.as_str()) || self.consumers.get(d) != Some(&2) {
+            return None;
+        }
+        let readers: Vec<&Node> = (self.graph.nodes.iter())
+            .filter(|n| n.inputs.iter().any(|i| i == d))
+            .collect();
+        let pow = readers.iter().find(|n| n.op == "Pow")?;
+        let div = readers.iter().find(|n| n.op == "Div")?;
+        let p = pow.outputs.first()?;
+        if in0(pow).ok()? != d || self.scalar(pow.input(1)?) != Some(2.0) {
+            return None;
+        }
+        let var = self.only_reader(p, "ReduceMean")?;
+        let v = var.outputs.first()?;
+        if !self.is_row_mean(var, rank) {
+            return None;
+        }
+        let add = self.only_reader(v, "Add")?;
+        let e = add.outputs.first()?;
+        let eps = match in01(add).ok()? {
+            (a, c) | (c, a) if a == v => self.scalar(c)?,
+            _ => return None,
+        };
+        let sqrt = self.only_reader(e, "Sqrt")?;
+        let s = sqrt.outputs.first()?;
+        if self.only_reader(s, "Div").map(|n| &n.name) != Some(&div.name)
+            || in01(div).ok()? != (d.as_str(), s.as_str())
+        {
+            return None;
+        }
+        let mut found = Decomposed {
+            eps,
+            gamma: vec![1.0; l],
+            beta: vec![0.0; l],
+            out: div.outputs.first()?.clone(),
+            rest: Vec::new(),
+        };
+        for n in [sub, pow, var, add, sqrt, div] {
+            found
+                .rest
+                .push((n.name.clone(), n.outputs.first()?.clone()));
+        }
+        for (op, slot) in [("Mul", &mut found.gamma), ("Add", &mut found.beta)] {
+            let Some(n) = self.only_reader(&found.out, op) else {
+                continue;
+            };
+            if let Some(v) = self.row_const(n, &found.out, rank, l) {
+                *slot = v;
+                found.out = n.outputs.first()?.clone();
+                found.rest.push((n.name.clone(), found.out.clone()));
+            }
+        }
+        Some(found)
+    }
 }

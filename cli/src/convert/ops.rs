@@ -14,8 +14,10 @@
 //! `torch.onnx.export` writes — becomes ONE Lut of `f` (see `lower::Chain`). A per-channel
 //! (or scalar) constant Add/Sub/Mul/Div right after a MatMul/Gemm/Conv read only there folds
 //! into its weights and bias instead. LayerNormalization over the last axis is one Myelin
-//! LayerNorm (see `lower::lower_layer_norm`). Dropout (inference) and Cast to float are the identity;
-//! `Constant` nodes are read into the graph's constants when it is loaded (no row).
+//! LayerNorm, and so is the ReduceMean … Div (· γ + β) chain PyTorch writes for it before
+//! opset 17, matched from its first ReduceMean (see `Lowerer::decomposed_layer_norm`).
+//! Dropout (inference) and Cast to float are the identity; `Constant` nodes are read into
+//! the graph's constants when it is loaded (no row).
 
 use anyhow::{anyhow, Result};
 
