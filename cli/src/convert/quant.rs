@@ -169,7 +169,8 @@ pub fn quantize_layer_norm(
     let g_max = g.iter().fold(0f64, |m, v| m.max(v.abs()));
     let b_max = beta.iter().fold(0f64, |m, v| m.max(v.abs()));
     let norm = (1u32 << NORM_BITS) as f64;
-    let s_g = (g_max / LN_GAMMA_STEPS).max((g_max + b_max) * norm / LN_ACC_MAX);
+    // One step of gamma (`2^15`) below the bound: room for rounding gamma and beta up.
+    let s_g = (g_max / LN_GAMMA_STEPS).max((g_max + b_max) * norm / (LN_ACC_MAX - norm));
     // γ = β = 0: the output is 0 whatever the scale.
     let s_g = if s_g > 0.0 { s_g } else { 1.0 };
     let s_acc = s_g / norm;
@@ -258,6 +259,23 @@ mod tests {
         let q = quantize_layer(&[1e-12, -1e-13], &[-0.2], 0.01, 0.05).unwrap();
         assert_eq!(q.bias[0], -(1 << 24));
         assert_eq!(q.weights, vec![0, 0]);
+    }
+
+    #[test]
+    fn layer_norm_bounds_hold_when_beta_dominates() {
+        // γ · √L = 0.71 takes the full 2^14 steps; a β 2800 times larger costs gamma bits
+        // (12 steps left) instead of breaking the bound 2^15 · |gamma| + |beta| ≤ 2^30
+        for beta in [0.5, 2000.0] {
+            let q = quantize_layer_norm(&[0.5, -0.25], &[beta, 0.0], 1e-5, 0.01, 0.1).unwrap();
+            let acc = |i: usize| ((q.gamma[i] as i64).abs() << 15) + (q.beta[i] as i64).abs();
+            assert!(acc(0) <= 1 << 30 && acc(1) <= 1 << 30, "{beta}");
+            assert_eq!(q.gamma[0] == 1 << 14, beta < 1.0);
+            assert_eq!(q.gamma[1], -q.gamma[0] / 2);
+        }
+        // ε · L³ / s² = 1e-5 · 8 / 1e-4
+        let q = quantize_layer_norm(&[1.0, 1.0], &[0.0, 0.0], 1e-5, 0.01, 0.1).unwrap();
+        assert_eq!(q.epsilon, 1);
+        assert!(quantize_layer_norm(&[1.0; 2], &[0.0; 2], 1e9, 0.01, 0.1).is_err());
     }
 
     #[test]
