@@ -72,6 +72,15 @@ pub(crate) fn output(rng: &mut Rng, channels: u32, fan_in: u64) -> Output {
     }
 }
 
+/// A single-multiplier output (Add, Sub, Mul, ReduceSum, MatMul, LayerNorm) whose shift is
+/// drawn from `shift_lo..=shift_hi`.
+pub(crate) fn single_output(rng: &mut Rng, shift_lo: i64, shift_hi: i64) -> Output {
+    Output {
+        requant: vec![requant(rng, shift_lo, shift_hi)],
+        ..output(rng, 1, 1)
+    }
+}
+
 pub(crate) fn layer_params(rng: &mut Rng, channels: u32, fan_in: u64) -> (Vec<i32>, Vec<i8>) {
     let bias = (0..channels)
         .map(|_| rng.range(-(1 << 14), 1 << 14) as i32)

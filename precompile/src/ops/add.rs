@@ -10,7 +10,7 @@ use crate::engine::{requantize, EngineTensor, RequantParams};
 use crate::error::{Code, ModelError};
 use crate::model::{Requant, Scale, TensorId};
 use crate::quant::mbq;
-use crate::validate::{check_act, check_requant, mbq_bound, not_encodable, numel, requant_bound};
+use crate::validate::{check_requant, mbq_bound, numel};
 
 const TAG: u8 = 0x06;
 const TAG_SUB: u8 = 0x10;
@@ -72,28 +72,18 @@ impl Add {
                 format!("shapes {first:?} and {second:?} differ (no broadcasting)"),
             ));
         }
-        if self.out.requant.len() != 1 {
-            return Err(not_encodable(
-                node,
-                "Add has exactly one output multiplier".into(),
-            ));
-        }
+        self.out.expect_single(node, "Add")?;
         Ok(first.to_vec())
     }
 
     fn check_params(&self, node: usize) -> Result<Checked, ModelError> {
         check_requant(node, self.a_requant)?;
         check_requant(node, self.b_requant)?;
-        check_requant(node, self.out.requant[0])?;
-        check_act(node, self.out.act_min, self.out.act_max)?;
+        self.out.check_single(node)?;
         let lifted = 255u64 << ADD_LEFT_SHIFT;
         let sum =
             mbq_bound(node, lifted, self.a_requant)? + mbq_bound(node, lifted, self.b_requant)?;
-        requant_bound(node, sum, self.out.requant[0], self.out.zero_point)?;
-        Ok(Checked {
-            zero_point: self.out.zero_point,
-            params: 0,
-        })
+        self.out.bounded(node, sum)
     }
 
     fn work(&self, out: &[u32]) -> Cost {
@@ -271,7 +261,7 @@ impl Add {
         shape: &[u32],
         shapes: &[Vec<u32>],
     ) -> Self {
-        use crate::random::{output, requant};
+        use crate::random::requant;
         let same: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i] == shape).collect();
         let other = same[rng.range(0, same.len() as i64 - 1) as usize] as TensorId;
         Add {
@@ -279,10 +269,7 @@ impl Add {
             b: other,
             a_requant: requant(rng, -3, 0),
             b_requant: requant(rng, -3, 0),
-            out: Output {
-                requant: vec![requant(rng, -22, -18)],
-                ..output(rng, 1, 1)
-            },
+            out: crate::random::single_output(rng, -22, -18),
         }
     }
 }

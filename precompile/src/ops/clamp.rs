@@ -1,7 +1,7 @@
 //! Clamp (SPEC §3.7, tag 0x07): `y = clamp(x, min, max)`; ReLU is `min = zero_point`, ReLU6
 //! also caps `max`. Keeps its input's quantization.
 
-use super::{Checked, Ctx, Op};
+use super::{input_scale, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::EngineTensor;
@@ -56,14 +56,11 @@ impl Op for Clamp {
         _: &[u32],
     ) -> Result<Checked, ModelError> {
         check_act(node, self.min, self.max)?;
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {

@@ -2,6 +2,7 @@
 //! bias and weight arrays, and in the engine the prepared weight tensor. Add uses the output
 //! too.
 
+use super::Checked;
 use crate::codec::Reader;
 use crate::engine::{tensor, RequantParams, ACC, T, WIDE};
 use crate::error::{Code, ModelError};
@@ -43,6 +44,35 @@ impl Output {
             zero_point: r.i8()?,
             act_min: r.i8()?,
             act_max: r.i8()?,
+        })
+    }
+
+    /// Operators with one output multiplier (Add, Sub, Mul, ReduceSum, MatMul, LayerNorm):
+    /// an in-memory model with several is not encodable.
+    pub(crate) fn expect_single(&self, node: usize, op: &str) -> Result<(), ModelError> {
+        if self.requant.len() != 1 {
+            return Err(not_encodable(
+                node,
+                format!("{op} has exactly one output multiplier"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// SPEC §4.1's parameter checks of a single-multiplier output: the multiplier, then the
+    /// fused clamp.
+    pub(crate) fn check_single(&self, node: usize) -> Result<(), ModelError> {
+        check_requant(node, self.requant[0])?;
+        check_act(node, self.act_min, self.act_max)
+    }
+
+    /// That every `|acc| ≤ bound` survives requantization by the single multiplier (§4.3);
+    /// the node then takes this output's zero point and has no parameters.
+    pub(crate) fn bounded(&self, node: usize, bound: u64) -> Result<Checked, ModelError> {
+        requant_bound(node, bound, self.requant[0], self.zero_point)?;
+        Ok(Checked {
+            zero_point: self.zero_point,
+            params: 0,
         })
     }
 

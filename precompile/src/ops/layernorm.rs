@@ -20,7 +20,7 @@ use crate::engine::{div_round, requantize, tensor, values, EngineTensor, Requant
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::quant;
-use crate::validate::{check_act, check_requant, not_encodable, numel, requant_bound};
+use crate::validate::{not_encodable, numel, requant_bound};
 
 const TAG: u8 = 0x15;
 
@@ -143,8 +143,7 @@ impl Op for LayerNorm {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        check_requant(node, self.out.requant[0])?;
-        check_act(node, self.out.act_min, self.out.act_max)?;
+        self.out.check_single(node)?;
         if self.epsilon == 0 {
             return Err(ModelError::at(
                 Code::ZeroEpsilon,
@@ -237,10 +236,7 @@ impl LayerNorm {
             .collect();
         // |n · gamma| is about 2^15 / √L · 2^12: bring it near int8.
         let typical = (27.0 - (l as f64).log2() / 2.0).round() as i64;
-        let out = Output {
-            requant: vec![crate::random::requant(rng, -typical - 2, -typical + 1)],
-            ..crate::random::output(rng, 1, 1)
-        };
+        let out = crate::random::single_output(rng, -typical - 2, -typical + 1);
         let epsilon = rng.range(1, 1 << 16) as u32;
         Some(LayerNorm {
             input: cur,

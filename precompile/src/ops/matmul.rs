@@ -10,9 +10,7 @@ use crate::engine::{requantize, EngineTensor, RequantParams, ACC, T, WIDE};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::ops::mul::MAX_PRODUCT;
-use crate::validate::{
-    check_act, check_requant, checked_elems, not_encodable, numel, requant_bound,
-};
+use crate::validate::{checked_elems, numel};
 
 const TAG: u8 = 0x14;
 
@@ -78,12 +76,7 @@ impl Op for MatMul {
                 format!("{a:?} × {b:?} (need [..., M, K] × [..., K, N])"),
             ));
         }
-        if self.out.requant.len() != 1 {
-            return Err(not_encodable(
-                node,
-                "MatMul has one output multiplier".into(),
-            ));
-        }
+        self.out.expect_single(node, "MatMul")?;
         let mut out = a.clone();
         out[r - 1] = b[r - 1];
         checked_elems(node, &out)?;
@@ -98,19 +91,9 @@ impl Op for MatMul {
         shapes: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        check_requant(node, self.out.requant[0])?;
-        check_act(node, self.out.act_min, self.out.act_max)?;
+        self.out.check_single(node)?;
         let k = *shapes[self.a as usize].last().unwrap_or(&1) as u64;
-        requant_bound(
-            node,
-            MAX_PRODUCT * k,
-            self.out.requant[0],
-            self.out.zero_point,
-        )?;
-        Ok(Checked {
-            zero_point: self.out.zero_point,
-            params: 0,
-        })
+        self.out.bounded(node, MAX_PRODUCT * k)
     }
 
     fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
@@ -198,10 +181,7 @@ impl MatMul {
         let b = fits[rng.range(0, fits.len() as i64 - 1) as usize] as TensorId;
         let k = shape[r - 1] as f64;
         let typical = (4096.0 * k.sqrt()).log2().ceil() as i64;
-        let out = Output {
-            requant: vec![crate::random::requant(rng, -typical - 1, -typical + 2)],
-            ..crate::random::output(rng, 1, 1)
-        };
+        let out = crate::random::single_output(rng, -typical - 1, -typical + 2);
         Some(MatMul { a: cur, b, out })
     }
 }

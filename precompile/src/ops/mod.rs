@@ -73,6 +73,22 @@ pub struct Checked {
     pub params: u64,
 }
 
+impl Checked {
+    /// What an operator that keeps its input's quantization (a layout change, Clamp, a pool,
+    /// ReduceMax) learns: the input's zero point, no parameters.
+    pub fn keeps_input(zero_points: &[i8], input: TensorId) -> Checked {
+        Checked {
+            zero_point: zero_points[input as usize],
+            params: 0,
+        }
+    }
+}
+
+/// The fixed scale of tensor `input`, for operators that keep their input's quantization.
+pub fn input_scale(scales: &[Option<Scale>], input: TensorId) -> Option<Scale> {
+    scales.get(input as usize).copied().flatten()
+}
+
 /// One operator. `node` arguments are the node's index, for errors.
 pub trait Op: Sized {
     /// Tags of its encodings (Conv: 2-D and 1-D).

@@ -9,7 +9,7 @@ use crate::cost::{Cost, LAYER_OUT_PASSES};
 use crate::engine::{requantize, EngineTensor, RequantParams, T};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
-use crate::validate::{check_act, check_requant, not_encodable, numel, requant_bound};
+use crate::validate::numel;
 
 const TAG: u8 = 0x0F;
 
@@ -74,12 +74,7 @@ impl Op for Mul {
                 format!("{b:?} does not broadcast to {a:?}"),
             ));
         }
-        if self.out.requant.len() != 1 {
-            return Err(not_encodable(
-                node,
-                "Mul has exactly one output multiplier".into(),
-            ));
-        }
+        self.out.expect_single(node, "Mul")?;
         Ok(a.clone())
     }
 
@@ -90,13 +85,8 @@ impl Op for Mul {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        check_requant(node, self.out.requant[0])?;
-        check_act(node, self.out.act_min, self.out.act_max)?;
-        requant_bound(node, MAX_PRODUCT, self.out.requant[0], self.out.zero_point)?;
-        Ok(Checked {
-            zero_point: self.out.zero_point,
-            params: 0,
-        })
+        self.out.check_single(node)?;
+        self.out.bounded(node, MAX_PRODUCT)
     }
 
     fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
@@ -169,10 +159,7 @@ impl Mul {
             .collect();
         let b = fits[rng.range(0, fits.len() as i64 - 1) as usize] as TensorId;
         // |product| ≤ 65025: a right shift of 9 to 12 keeps typical products in int8 range.
-        let out = Output {
-            requant: vec![crate::random::requant(rng, -12, -7)],
-            ..crate::random::output(rng, 1, 1)
-        };
+        let out = crate::random::single_output(rng, -12, -7);
         Mul { a: cur, b, out }
     }
 }

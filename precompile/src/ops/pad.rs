@@ -1,7 +1,7 @@
 //! Pad (SPEC §3.2, tag 0x0D): constant padding with the input's zero point (real zero) before
 //! and after each axis. Keeps its input's quantization.
 
-use super::{layout, Checked, Ctx, Op};
+use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::{device, EngineTensor, T, WIDE};
@@ -90,14 +90,11 @@ impl Op for Pad {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     /// Per padded axis, the padding blocks and the concatenation along that axis (a strided

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::window::{chw, chw_usize, Window};
-use super::{Checked, Ctx, Op};
+use super::{input_scale, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, READ_PASSES};
 use crate::engine::{tensor, values, EngineTensor, WIDE};
@@ -56,14 +56,6 @@ fn cost(input: &[u32], window: &Window, out: &[u32]) -> Cost {
     Cost {
         macs: 0,
         elems: READ_PASSES * numel(input) + numel(out) * (inside + 2),
-    }
-}
-
-/// Both pools keep their input's zero point and scale.
-fn keeps_input(zero_points: &[i8], input: TensorId) -> Checked {
-    Checked {
-        zero_point: zero_points[input as usize],
-        params: 0,
     }
 }
 
@@ -189,11 +181,11 @@ impl Op for MaxPool {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(keeps_input(zps, self.input))
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
@@ -269,11 +261,11 @@ impl Op for AvgPool {
                 "count_include_pad = 1 without padding",
             ));
         }
-        Ok(keeps_input(zps, self.input))
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {

@@ -4,13 +4,13 @@
 //! keeps its input's quantization.
 
 use super::layer::Output;
-use super::{layout, Checked, Ctx, Op};
+use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
 use crate::engine::{requantize, EngineTensor, RequantParams, T};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
-use crate::validate::{check_act, check_requant, not_encodable, numel, requant_bound};
+use crate::validate::numel;
 
 const TAG_SUM: u8 = 0x11;
 const TAG_MAX: u8 = 0x12;
@@ -123,12 +123,7 @@ impl Op for ReduceSum {
 
     fn output_shape(&self, node: usize, shapes: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {
         let out = output_shape(node, &shapes[self.input as usize], self.axis)?;
-        if self.out.requant.len() != 1 {
-            return Err(not_encodable(
-                node,
-                "ReduceSum has one output multiplier".into(),
-            ));
-        }
+        self.out.expect_single(node, "ReduceSum")?;
         Ok(out)
     }
 
@@ -140,14 +135,9 @@ impl Op for ReduceSum {
         shapes: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        check_requant(node, self.out.requant[0])?;
-        check_act(node, self.out.act_min, self.out.act_max)?;
+        self.out.check_single(node)?;
         let l = shapes[self.input as usize][self.axis as usize] as u64;
-        requant_bound(node, 255 * l, self.out.requant[0], self.out.zero_point)?;
-        Ok(Checked {
-            zero_point: self.out.zero_point,
-            params: 0,
-        })
+        self.out.bounded(node, 255 * l)
     }
 
     fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
@@ -240,14 +230,11 @@ impl Op for ReduceMax {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
@@ -287,10 +274,7 @@ impl ReduceSum {
         ReduceSum {
             input: cur,
             axis,
-            out: Output {
-                requant: vec![crate::random::requant(rng, -typical - 1, -typical + 2)],
-                ..crate::random::output(rng, 1, 1)
-            },
+            out: crate::random::single_output(rng, -typical - 1, -typical + 2),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reshape (SPEC §3.8, tag 0x08): same elements, new shape (Flatten is a reshape to one
 //! axis). Keeps its input's quantization; costs only the node's fixed price.
 
-use super::{Checked, Ctx, Op};
+use super::{input_scale, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::EngineTensor;
@@ -63,14 +63,11 @@ impl Op for Reshape {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     /// Same buffer, new shape: only the node's fixed cost.

@@ -1,7 +1,7 @@
 //! Resize (SPEC §3.2, tag 0x13): nearest-neighbour upsampling of a `[C, H, W]` map by integer
 //! factors, `y[c][r][s] = x[c][r / fh][s / fw]`. Keeps its input's quantization.
 
-use super::{Checked, Ctx, Op};
+use super::{input_scale, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::{EngineTensor, T};
@@ -81,14 +81,11 @@ impl Op for Resize {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {

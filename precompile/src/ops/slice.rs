@@ -1,7 +1,7 @@
 //! Slice (SPEC §3.2, tag 0x0C): per axis, the elements `start, start + step, …` below `end`.
 //! Keeps its input's quantization.
 
-use super::{layout, Checked, Ctx, Op};
+use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::{EngineTensor, T};
@@ -114,14 +114,11 @@ impl Op for Slice {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {

@@ -2,7 +2,7 @@
 //! `y[i_perm[0], …] = x[i_0, …]`, i.e. output axis `a` is input axis `perm[a]`. Keeps its
 //! input's quantization.
 
-use super::{layout, Checked, Ctx, Op};
+use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::{EngineTensor, T};
@@ -78,14 +78,11 @@ impl Op for Transpose {
         _: &[Vec<u32>],
         _: &[u32],
     ) -> Result<Checked, ModelError> {
-        Ok(Checked {
-            zero_point: zps[self.input as usize],
-            params: 0,
-        })
+        Ok(Checked::keeps_input(zps, self.input))
     }
 
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
-        scales.get(self.input as usize).copied().flatten()
+        input_scale(scales, self.input)
     }
 
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
