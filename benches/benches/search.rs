@@ -29,6 +29,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use common::*;
+use myelin_precompile::input::{self, Input};
 use myelin_precompile::model::*;
 use myelin_precompile::random::Rng;
 use myelin_precompile::{decode, encode, gas, limits, Engine};
@@ -129,14 +130,21 @@ fn infer(model: &Model, t: &Timing) -> Result<Measure, String> {
     let a = valid.analysis();
     // Every call pays IO_BYTE per input and output byte (calldata, returndata) besides the
     // inference: creating the input tensor and reading the output back are that work.
-    let gas = gas::inference(&valid) + gas::IO_BYTE * (a.input_len() + a.output_len()) as u64;
+    let gas =
+        gas::inference(&valid) + gas::IO_BYTE * (input::byte_len(&valid) + a.output_len()) as u64;
     if gas > GAS_CAP {
         return Err(format!("{gas} gas > cap"));
     }
-    let input = vec![7i8; a.input_len()];
+    // Ids at their limits' last row: the rows farthest into each table.
+    let x = Input {
+        values: vec![7i8; a.input_len()],
+        ids: (model.index_inputs.iter())
+            .map(|i| i.limits.iter().map(|&l| l - 1).collect())
+            .collect(),
+    };
     let engine = Engine::new(valid);
     Ok(time(gas, t, || {
-        std::hint::black_box(engine.run(&input));
+        std::hint::black_box(engine.run_input(&x));
     }))
 }
 
@@ -584,6 +592,49 @@ fn families() -> Vec<Family> {
             is_load: false,
         },
         Family {
+            name: "gather",
+            knobs: &[
+                ("ids", 1, 1024),
+                ("dim", 1, 4096),
+                ("rows", 1, 4096),
+                ("nodes", 1, 256),
+            ],
+            seeds: &[
+                &[1, 1, 1, 256],
+                &[1024, 1024, 1, 1],
+                &[1024, 1, 4096, 4],
+                &[64, 64, 64, 64],
+            ],
+            build: |k, rng| {
+                let [ids, dim, rows, nodes] = k[..4] else {
+                    unreachable!()
+                };
+                // Tables of at most 16 MiB in all: the model-size limit.
+                let rows = rows.min((1 << 24) / (dim * nodes)).max(1);
+                let mut m = base(
+                    vec![1],
+                    (0..nodes)
+                        .map(|_| {
+                            Node::Gather(Gather {
+                                index: 0,
+                                start: 0,
+                                count: ids as u16,
+                                rows: rows as u16,
+                                dim,
+                                zero_point: 0,
+                                table: rng.bytes((rows * dim) as usize),
+                            })
+                        })
+                        .collect(),
+                );
+                m.index_inputs = vec![IndexInput {
+                    limits: vec![rows as u16; ids as usize],
+                }];
+                m
+            },
+            is_load: false,
+        },
+        Family {
             name: "load",
             knobs: &[
                 ("kind: dense conv lut", 0, 2),
@@ -793,6 +844,7 @@ fn summary(m: &Model) -> String {
         Node::ReduceSum(r) => format!("ReduceSum axis {}", r.axis),
         Node::ReduceMax(r) => format!("ReduceMax axis {}", r.axis),
         Node::Resize(r) => format!("Resize {:?}", r.factors),
+        Node::Gather(g) => format!("Gather {} ids of {}×{}", g.count, g.rows, g.dim),
         Node::Add(_)
         | Node::Sub(_)
         | Node::Mul(_)

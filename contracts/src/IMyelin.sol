@@ -27,6 +27,9 @@ interface IMyelin {
         uint64 elems;
         /// Gas of one `infer` call, including a cold model load.
         uint64 inferGas;
+        /// Per index input (format v2; none in v1), the limit of each of its ids: an input's
+        /// ids follow its int8 values (docs/SPEC.md §6) and each must be below its limit.
+        uint16[][] indexLimits;
     }
 
     /// A model was stored (first publication only; publishing again is a no-op).
@@ -40,6 +43,9 @@ interface IMyelin {
     error InvalidModel(uint16 code, uint16 node);
     /// The input does not have the length the model's input shape requires.
     error InvalidInputLength(uint256 expected, uint256 actual);
+    /// An id of an index input is negative or not below its limit (`position` counts ids over
+    /// all index inputs, in order, from 0).
+    error InvalidIndex(uint256 position, int256 value);
     /// `inferFixed` was called with more than 38 decimals.
     error InvalidDecimals(uint8 decimals);
     /// The precompile hit a state it cannot be in (a bug, or a stored model that no longer
@@ -72,11 +78,13 @@ interface IMyelin {
     /// then validates and publishes it exactly like `publishModel`.
     function commitUpload(bytes32 id, bytes32[] calldata chunks) external returns (bytes32);
 
-    /// Runs the model on raw int8 input (one byte per element, two's complement).
+    /// Runs the model on raw int8 input (one byte per element, two's complement), followed by
+    /// the ids of its index inputs if it has any (two bytes each, big-endian).
     function infer(bytes32 id, bytes calldata input) external view returns (bytes memory output);
 
     /// Runs the model on fixed-point numbers with `decimals` decimals (x = value / 10^decimals),
-    /// quantized and dequantized with the model's parameters by the rule in docs/SPEC.md §6.
+    /// quantized and dequantized with the model's parameters by the rule in docs/SPEC.md §6;
+    /// the ids of its index inputs, if any, follow as plain integers (not scaled).
     function inferFixed(bytes32 id, int256[] calldata input, uint8 decimals)
         external
         view

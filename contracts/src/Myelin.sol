@@ -151,6 +151,9 @@ library Myelin {
         if (code == 41) return "exp_table[0] is zero";
         if (code == 42) return "int32 overflow possible";
         if (code == 43) return "LayerNorm epsilon is zero";
+        if (code == 44) return "bad index inputs";
+        if (code == 45) return "bad index read";
+        if (code == 46) return "Gather table too small";
         if (code == 50) return "im2col too large";
         if (code == 51) return "too many MACs";
         if (code == 52) return "too many elementwise steps";

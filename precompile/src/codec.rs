@@ -9,7 +9,11 @@ use crate::ops::layer::put_scale;
 use crate::validate::{self, ValidModel, Validator};
 
 pub const MAGIC: [u8; 4] = *b"MYLN";
+/// Version of a model without index inputs: exactly the v1 bytes it always had.
 pub const VERSION: u8 = 1;
+/// Version of a model with index inputs (SPEC §2): v1 plus the index-input list after the
+/// output scale. A model without them is only ever encoded as v1, so each has one encoding.
+pub const VERSION_INDEX: u8 = 2;
 
 /// Parses and fully validates a model. Any byte string that is not the canonical encoding of
 /// a valid model is rejected with the `(code, node)` of the first failing check in SPEC §4's
@@ -33,10 +37,10 @@ pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
         return Err(ModelError::header(Code::BadMagic, "expected \"MYLN\""));
     }
     let version = r.u8()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_INDEX {
         return Err(ModelError::header(
             Code::BadVersion,
-            format!("version {version}; this node reads version {VERSION}"),
+            format!("version {version}; this node reads versions {VERSION} and {VERSION_INDEX}"),
         ));
     }
     let input_shape = r.shape()?;
@@ -48,12 +52,24 @@ pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
     };
     let output_scale = r.scale()?;
     validate::check_io_scale(output_scale)?;
+    let index_inputs = if version == VERSION_INDEX {
+        r.index_inputs()?
+    } else {
+        Vec::new()
+    };
     let n_nodes = r.u16()? as usize;
-    let mut v = Validator::new(&input_shape, input_quant, output_scale, n_nodes)?;
+    let mut v = Validator::new(
+        &input_shape,
+        input_quant,
+        output_scale,
+        &index_inputs,
+        n_nodes,
+    )?;
     let mut model = Model {
         input_shape,
         input_quant,
         output_scale,
+        index_inputs,
         nodes: Vec::with_capacity(n_nodes),
     };
     // Array lengths depend on the shapes of earlier tensors, so each node is validated before
@@ -78,11 +94,21 @@ pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
 pub fn encode(model: &Model) -> Vec<u8> {
     let mut w = Vec::new();
     w.extend_from_slice(&MAGIC);
-    w.push(VERSION);
+    let indexed = !model.index_inputs.is_empty();
+    w.push(if indexed { VERSION_INDEX } else { VERSION });
     put_shape(&mut w, &model.input_shape);
     put_scale(&mut w, model.input_quant.scale);
     w.push(model.input_quant.zero_point as u8);
     put_scale(&mut w, model.output_scale);
+    if indexed {
+        w.push(model.index_inputs.len() as u8);
+        for input in &model.index_inputs {
+            w.extend_from_slice(&(input.limits.len() as u16).to_le_bytes());
+            for limit in &input.limits {
+                w.extend_from_slice(&limit.to_le_bytes());
+            }
+        }
+    }
     w.extend_from_slice(&(model.nodes.len() as u16).to_le_bytes());
     for node in &model.nodes {
         node.write(&mut w);
@@ -167,6 +193,27 @@ impl<'a> Reader<'a> {
             .collect::<Result<Vec<_>, _>>()?;
         validate::check_dims(self.node, &shape)?;
         Ok(shape)
+    }
+
+    /// A v2 header's index inputs, each count checked as soon as it is read, each limit
+    /// right after it.
+    fn index_inputs(&mut self) -> Result<Vec<IndexInput>, ModelError> {
+        let count = self.u8()? as usize;
+        validate::check_index_input_count(count)?;
+        (0..count)
+            .map(|_| {
+                let ids = self.u16()? as usize;
+                validate::check_id_count(ids)?;
+                let limits = (0..ids)
+                    .map(|_| {
+                        let limit = self.u16()?;
+                        validate::check_id_limit(limit)?;
+                        Ok(limit)
+                    })
+                    .collect::<Result<_, ModelError>>()?;
+                Ok(IndexInput { limits })
+            })
+            .collect()
     }
 
     pub(crate) fn scale(&mut self) -> Result<Scale, ModelError> {

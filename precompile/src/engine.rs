@@ -11,6 +11,7 @@
 
 use burn::tensor::{DType, Device, Element, Int, Tensor, TensorData};
 
+use crate::input::Input;
 use crate::model::*;
 use crate::ops::{Ctx, Prepared};
 use crate::validate::{Analysis, ValidModel};
@@ -132,9 +133,18 @@ impl Engine {
         self.valid.analysis()
     }
 
-    /// Runs one inference. `input` must hold exactly `analysis().input_len()` values (the
-    /// precompile checks this before charging gas and calling).
+    /// Runs one inference of a model without index inputs. `input` must hold exactly
+    /// `analysis().input_len()` values (the precompile checks this before charging gas and
+    /// calling).
     pub fn run(&self, input: &[i8]) -> Vec<i8> {
+        self.run_input(&Input {
+            values: input.to_vec(),
+            ids: Vec::new(),
+        })
+    }
+
+    /// Runs one inference on a checked [`Input`] (`crate::input::decode` makes one).
+    pub fn run_input(&self, input: &Input) -> Vec<i8> {
         // burn-ndarray parallelises some kernels (batched matmul) on rayon. Inside a block
         // that buys little and costs a thread wake-up per operation (measured: ~200 µs per
         // two-row Dense node on a busy 2-core machine, 4x its gas), and it would let one
@@ -145,17 +155,19 @@ impl Engine {
         }
     }
 
-    fn run_on_this_thread(&self, input: &[i8]) -> Vec<i8> {
+    fn run_on_this_thread(&self, input: &Input) -> Vec<i8> {
         let a = self.analysis();
         let mut tensors: Vec<T<1>> = Vec::with_capacity(self.prepared.len() + 1);
+        let x = &input.values;
         tensors.push(tensor(
-            input.iter().map(|&v| v as i64).collect(),
-            [input.len()],
+            x.iter().map(|&v| v as i64).collect(),
+            [x.len()],
             WIDE,
         ));
         for (node, prepared) in self.prepared.iter().enumerate() {
             let y = prepared.run(&Ctx {
                 values: &tensors,
+                ids: &input.ids,
                 shapes: &a.shapes,
                 zero_points: &a.zero_points,
                 node,

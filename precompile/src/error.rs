@@ -24,7 +24,7 @@ pub enum Code {
     Truncated = 2,
     /// The first four bytes are not `MYLN`.
     BadMagic = 3,
-    /// The version byte is not 1.
+    /// The version byte is not 1 or 2.
     BadVersion = 4,
     /// `n_nodes` is outside `1..=MAX_NODES`.
     NodeCount = 5,
@@ -95,6 +95,13 @@ pub enum Code {
     AccumulatorOverflow = 42,
     /// LayerNorm's `epsilon` is 0 (a constant row would divide by zero).
     ZeroEpsilon = 43,
+    /// A version-2 header lists no index inputs or more than `MAX_INDEX_INPUTS`, an index
+    /// input with no ids or more than `MAX_IDS`, or an id limit of 0.
+    BadIndexInputs = 44,
+    /// A Gather reads an index input the model does not have, no ids, or ids past its end.
+    BadIndexRead = 45,
+    /// A Gather's table has fewer rows than an id it reads may select (its limit).
+    TableTooSmall = 46,
     /// One convolution's im2col exceeds `MAX_IM2COL_ELEMS`.
     Im2colTooLarge = 50,
     /// Total MACs exceed `MAX_TOTAL_MACS`.
@@ -107,7 +114,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in numeric order.
-    pub const ALL: [Code; 40] = [
+    pub const ALL: [Code; 43] = [
         Code::TooLarge,
         Code::Truncated,
         Code::BadMagic,
@@ -144,6 +151,9 @@ impl Code {
         Code::ExpTableZero,
         Code::AccumulatorOverflow,
         Code::ZeroEpsilon,
+        Code::BadIndexInputs,
+        Code::BadIndexRead,
+        Code::TableTooSmall,
         Code::Im2colTooLarge,
         Code::TooManyMacs,
         Code::TooManyElems,
@@ -194,6 +204,9 @@ impl Code {
             Code::ExpTableZero => "exp_table[0] is zero",
             Code::AccumulatorOverflow => "int32 overflow possible",
             Code::ZeroEpsilon => "LayerNorm epsilon is zero",
+            Code::BadIndexInputs => "bad index inputs",
+            Code::BadIndexRead => "bad index read",
+            Code::TableTooSmall => "Gather table too small",
             Code::Im2colTooLarge => "im2col too large",
             Code::TooManyMacs => "too many MACs",
             Code::TooManyElems => "too many elementwise steps",

@@ -93,7 +93,7 @@ pub fn inference(m: &ValidModel) -> u64 {
 /// cold.
 pub fn infer_call(m: &ValidModel, size: usize) -> u64 {
     let a = m.analysis();
-    let calldata = 4 + 32 * 3 + words(a.input_len()) * 32;
+    let calldata = 4 + 32 * 3 + words(crate::input::byte_len(m)) * 32;
     let returndata = 64 + words(a.output_len()) * 32;
     CALL_BASE
         + IO_BYTE * (calldata + returndata) as u64

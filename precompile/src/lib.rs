@@ -19,6 +19,7 @@ pub mod fixed;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
 pub mod gas;
+pub mod input;
 pub mod limits;
 pub mod memhost;
 pub mod model;

@@ -18,3 +18,7 @@ pub const MAX_TOTAL_MACS: u64 = 1 << 30;
 pub const MAX_TOTAL_ELEMS: u64 = 1 << 26;
 /// Most int8 activation values alive over a whole inference (sum over all tensors).
 pub const MAX_ACTIVATION_ELEMS: u64 = 1 << 24;
+/// Most index inputs of a model (format v2).
+pub const MAX_INDEX_INPUTS: usize = 8;
+/// Most ids in one index input.
+pub const MAX_IDS: usize = 1 << 10;

@@ -31,7 +31,7 @@ pub struct Quant {
     pub zero_point: i8,
 }
 
-/// Index of a tensor: 0 is the model input, `i + 1` the output of node `i`.
+/// Index of a tensor: 0 is the (int8) model input, `i + 1` the output of node `i`.
 pub type TensorId = u16;
 
 pub use crate::ops::add::{Add, Sub};
@@ -39,6 +39,7 @@ pub use crate::ops::clamp::Clamp;
 pub use crate::ops::concat::Concat;
 pub use crate::ops::conv::Conv;
 pub use crate::ops::dense::Dense;
+pub use crate::ops::gather::Gather;
 pub use crate::ops::layer::Output;
 pub use crate::ops::layernorm::LayerNorm;
 pub use crate::ops::lut::Lut;
@@ -63,7 +64,19 @@ pub struct Model {
     pub input_quant: Quant,
     /// Scale of the output tensor (its zero point is the last node's).
     pub output_scale: Scale,
+    /// Integer id inputs (format v2; empty in v1): read only by [`Gather`], never tensors.
+    pub index_inputs: Vec<IndexInput>,
     pub nodes: Vec<Node>,
+}
+
+/// An input of integer ids (categorical features, tokens), carried after the int8 input as
+/// big-endian uint16s (SPEC §6). It is not a tensor: tensor ids keep their v1 meaning, and
+/// only [`Gather`] reads ids, by index input and position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInput {
+    /// One bound per id: id `j` of a call must be `< limits[j]` (checked before anything
+    /// runs), so a Gather whose table has at least that many rows can never read past it.
+    pub limits: Vec<u16>,
 }
 
 impl Scale {

@@ -17,7 +17,7 @@ use crate::abi::{
 };
 use crate::cache::{self, ModelCache};
 use crate::engine::Engine;
-use crate::validate::Analysis;
+use crate::input::{self, Input, InputError};
 use crate::{codec, fixed, gas};
 
 /// The node's state, as the precompile sees it. Everything here is journaled by the EVM:
@@ -303,11 +303,10 @@ impl Myelin {
             }
             IMyelinCalls::infer(c) => {
                 let (engine, _) = self.load(host, c.id, meter)?;
-                let a = engine.analysis();
-                check_input(a, c.input.len())?;
-                returndata_charged = 64 + gas::words(a.output_len()) * 32;
+                let x = input::decode(engine.valid(), &c.input).map_err(input_error)?;
+                returndata_charged = 64 + gas::words(engine.analysis().output_len()) * 32;
                 meter.charge(gas::IO_BYTE * returndata_charged as u64)?;
-                let out = run(&engine, &c.input, meter)?;
+                let out = run(&engine, &x, meter)?;
                 IMyelin::inferCall::abi_encode_returns(&Bytes::from(out))
             }
             IMyelinCalls::inferBatch(c) => {
@@ -318,15 +317,16 @@ impl Myelin {
                     }));
                 }
                 let (engine, _) = self.load(host, c.id, meter)?;
-                let a = engine.analysis();
-                for x in &c.inputs {
-                    check_input(a, x.len())?;
-                }
-                let each = 64 + gas::words(a.output_len()) * 32; // offset, length, data
+                let xs = c
+                    .inputs
+                    .iter()
+                    .map(|x| input::decode(engine.valid(), x))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(input_error)?;
+                let each = 64 + gas::words(engine.analysis().output_len()) * 32; // offset, length, data
                 returndata_charged = 64 + c.inputs.len() * each;
                 meter.charge(gas::IO_BYTE * returndata_charged as u64)?;
-                let outs = c
-                    .inputs
+                let outs = xs
                     .iter()
                     .map(|x| run(&engine, x, meter).map(Bytes::from))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -339,18 +339,13 @@ impl Myelin {
                     }));
                 }
                 let (engine, _) = self.load(host, c.id, meter)?;
-                let model = engine.model();
-                let a = engine.analysis();
-                check_input(a, c.input.len())?;
+                let (model, a) = (engine.model(), engine.analysis());
+                let x =
+                    input::from_fixed(engine.valid(), &c.input, c.decimals).map_err(input_error)?;
                 // One int256 returned per output value, and its exact dequantization.
                 returndata_charged = 64 + 32 * a.output_len();
                 meter.charge(gas::IO_BYTE * (returndata_charged + 32 * a.output_len()) as u64)?;
-                let input: Vec<u8> = c
-                    .input
-                    .iter()
-                    .map(|&v| fixed::quantize(v, c.decimals, model.input_quant) as u8)
-                    .collect();
-                let out = run(&engine, &input, meter)?;
+                let out = run(&engine, &x, meter)?;
                 let oq = crate::model::Quant {
                     scale: model.output_scale,
                     zero_point: a.output_zero_point(),
@@ -515,22 +510,28 @@ fn model_size<H: Host>(
     Ok((size, warmth))
 }
 
-/// Checks an input's length against the model's input shape.
-fn check_input<E>(a: &Analysis, len: usize) -> Result<(), Stop<E>> {
-    if len != a.input_len() {
-        return Err(revert(IMyelin::InvalidInputLength {
-            expected: U256::from(a.input_len()),
-            actual: U256::from(len),
-        }));
+/// The revert of a refused input (SPEC §6).
+fn input_error<E>(e: InputError) -> Stop<E> {
+    match e {
+        InputError::Length { expected, actual } => revert(IMyelin::InvalidInputLength {
+            expected: U256::from(expected),
+            actual: U256::from(actual),
+        }),
+        InputError::Index { position, value } => revert(IMyelin::InvalidIndex {
+            position: U256::from(position),
+            value,
+        }),
     }
-    Ok(())
 }
 
-/// Charges one inference and runs it on an input of the right length.
-fn run<E>(engine: &Engine, input: &[u8], meter: &mut Meter) -> Result<Vec<u8>, Stop<E>> {
+/// Charges one inference and runs it on a checked input.
+fn run<E>(engine: &Engine, input: &Input, meter: &mut Meter) -> Result<Vec<u8>, Stop<E>> {
     meter.charge(gas::inference(engine.valid()))?;
-    let x: Vec<i8> = input.iter().map(|&b| b as i8).collect();
-    Ok(engine.run(&x).into_iter().map(|v| v as u8).collect())
+    Ok(engine
+        .run_input(input)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect())
 }
 
 fn quantization(q: crate::model::Quant) -> IMyelin::Quantization {
@@ -558,5 +559,6 @@ pub fn model_info(engine: &Engine, size: usize) -> IMyelin::ModelInfo {
         macs: a.total.macs,
         elems: a.total.elems,
         inferGas: gas::infer_call(engine.valid(), size),
+        indexLimits: m.index_inputs.iter().map(|i| i.limits.clone()).collect(),
     }
 }

@@ -127,6 +127,7 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
         input_shape: input_shape.clone(),
         input_quant,
         output_scale: io_scale(rng),
+        index_inputs: Vec::new(),
         nodes: vec![],
     };
     let mut shapes = vec![input_shape];
@@ -273,6 +274,7 @@ pub fn model_of(spec: &Spec) -> Model {
         input_shape: spec.input_shape.clone(),
         input_quant,
         output_scale: io_scale(&mut rng),
+        index_inputs: Vec::new(),
         nodes: vec![],
     };
     let mut shapes = vec![spec.input_shape.clone()];
@@ -291,6 +293,78 @@ pub fn model_of(spec: &Spec) -> Model {
         }));
     }
     canonical_output_scale(m)
+}
+
+/// A random valid model with index inputs (format v2): an int8 input of 1 to 16 elements,
+/// one or two index inputs, one to three Gathers whose rows are flattened and concatenated
+/// with the int8 input, then up to `max_nodes` nodes of every kind.
+pub fn indexed_model(rng: &mut Rng, max_nodes: usize) -> Model {
+    let features = rng.range(1, 16) as u32;
+    let index_inputs: Vec<IndexInput> = (0..rng.range(1, 2))
+        .map(|_| IndexInput {
+            limits: (0..rng.range(1, 6))
+                .map(|_| rng.range(1, 40) as u16)
+                .collect(),
+        })
+        .collect();
+    let mut m = Model {
+        input_shape: vec![features],
+        input_quant: Quant {
+            scale: io_scale(rng),
+            zero_point: rng.i8(),
+        },
+        output_scale: io_scale(rng),
+        index_inputs,
+        nodes: vec![],
+    };
+    let mut shapes = vec![vec![features]];
+    for _ in 0..rng.range(1, 3) {
+        let k = rng.range(0, m.index_inputs.len() as i64 - 1) as usize;
+        let gather = Gather::random(rng, k as u8, &m.index_inputs[k]);
+        let flat = gather.count as u32 * gather.dim;
+        push_if_small(&mut m, &mut shapes, Node::Gather(gather));
+        let rows = (shapes.len() - 1) as TensorId;
+        push_if_small(
+            &mut m,
+            &mut shapes,
+            Node::Reshape(Reshape {
+                input: rows,
+                shape: vec![flat],
+            }),
+        );
+        let so_far = (shapes.len() - 1) as TensorId;
+        let concat = Concat {
+            inputs: vec![
+                (so_far - 2, requant(rng, -2, 1)),
+                (so_far, requant(rng, -2, 1)),
+            ],
+            axis: 0,
+            zero_point: rng.i8(),
+        };
+        push_if_small(&mut m, &mut shapes, Node::Concat(concat));
+    }
+    for _ in 0..rng.range(0, max_nodes as i64) {
+        let cur = (shapes.len() - 1) as TensorId;
+        let shape = shapes.last().cloned().unwrap_or_default();
+        let is_map = shape.len() == 3 || shape.len() == 2 && rng.chance(50);
+        let op = rng.range(0, KINDS as i64 - 1);
+        let node = node_of_kind(rng, op, is_map, cur, &shape, &shapes);
+        push_if_small(&mut m, &mut shapes, node);
+    }
+    canonical_output_scale(m)
+}
+
+/// Random valid ids for `m`'s index inputs (each below its limit).
+pub fn ids(rng: &mut Rng, m: &Model) -> Vec<Vec<u16>> {
+    m.index_inputs
+        .iter()
+        .map(|i| {
+            i.limits
+                .iter()
+                .map(|&l| rng.range(0, l as i64 - 1) as u16)
+                .collect()
+        })
+        .collect()
 }
 
 /// A random input for a model whose input has `len` elements.

@@ -37,6 +37,7 @@ impl Analysis {
     pub fn output_zero_point(&self) -> i8 {
         *self.zero_points.last().unwrap_or(&0)
     }
+    /// Elements of the int8 input.
     pub fn input_len(&self) -> usize {
         numel(&self.shapes[0]) as usize
     }
@@ -107,6 +108,39 @@ pub(crate) fn checked_elems(node: usize, shape: &[u32]) -> Result<(), ModelError
 /// Checks the input or output scale of the header.
 pub fn check_io_scale(s: Scale) -> Result<(), ModelError> {
     check_scale(AT_HEADER, s, SCALE_SHIFTS)
+}
+
+/// Checks the number of index inputs of a v2 header (v1 has none; v2 has at least one).
+pub fn check_index_input_count(n: usize) -> Result<(), ModelError> {
+    if n == 0 || n > MAX_INDEX_INPUTS {
+        return Err(ModelError::header(
+            Code::BadIndexInputs,
+            format!("{n} index inputs; a version-2 model has 1 to {MAX_INDEX_INPUTS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the number of ids of one index input.
+pub fn check_id_count(n: usize) -> Result<(), ModelError> {
+    if n == 0 || n > MAX_IDS {
+        return Err(ModelError::header(
+            Code::BadIndexInputs,
+            format!("an index input of {n} ids; each has 1 to {MAX_IDS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one id's limit: 0 would leave no valid id.
+pub fn check_id_limit(limit: u16) -> Result<(), ModelError> {
+    if limit == 0 {
+        return Err(ModelError::header(
+            Code::BadIndexInputs,
+            "an id limit of 0 admits no id",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `n_nodes`.
@@ -294,6 +328,7 @@ pub fn validate(model: Model) -> Result<ValidModel, ModelError> {
         &model.input_shape,
         model.input_quant,
         model.output_scale,
+        &model.index_inputs,
         model.nodes.len(),
     )?;
     for n in &model.nodes {
@@ -311,20 +346,32 @@ pub struct Validator {
     output_scale: Scale,
     /// Fixed scale of every tensor so far ([`Node::fixed_scale`]).
     scales: Vec<Option<Scale>>,
+    /// The model's index inputs, which Gather nodes read.
+    index_inputs: Vec<IndexInput>,
 }
 
 impl Validator {
     /// Checks the header fields in their byte order: input shape, input scale, output scale,
-    /// node count.
+    /// index inputs (count, then each one's id count and limits), node count.
     pub fn new(
         input_shape: &[u32],
         input_quant: Quant,
         output_scale: Scale,
+        index_inputs: &[IndexInput],
         n_nodes: usize,
     ) -> Result<Self, ModelError> {
         check_shape(AT_HEADER, input_shape)?;
         check_io_scale(input_quant.scale)?;
         check_io_scale(output_scale)?;
+        if !index_inputs.is_empty() {
+            check_index_input_count(index_inputs.len())?;
+        }
+        for input in index_inputs {
+            check_id_count(input.limits.len())?;
+            for &limit in &input.limits {
+                check_id_limit(limit)?;
+            }
+        }
         check_node_count(n_nodes)?;
         Ok(Validator {
             activations: numel(input_shape),
@@ -337,6 +384,7 @@ impl Validator {
             },
             output_scale,
             scales: vec![Some(input_quant.scale)],
+            index_inputs: index_inputs.to_vec(),
         })
     }
 
@@ -348,6 +396,7 @@ impl Validator {
     /// Checks the next node (all its checks, in SPEC order) and records its analysis.
     pub fn node(&mut self, n: &Node) -> Result<(), ModelError> {
         let i = self.a.costs.len();
+        crate::ops::gather::check_index_reads(i, n, &self.index_inputs)?;
         let a = &mut self.a;
         let shape = output_shape(i, n, &a.shapes)?;
         let out_elems = numel(&shape);

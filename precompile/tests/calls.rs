@@ -762,3 +762,109 @@ fn a_cold_load_allocates_at_most_24_bytes_per_gas() {
     );
     println!("cold load: {peak} bytes for {gas_used} gas = {per_gas:.1} B/gas");
 }
+
+/// A model with index inputs end to end: ids follow the int8 bytes (big-endian uint16s) in
+/// `infer` and `inferBatch` and follow the fixed-point values as integers in `inferFixed`;
+/// the first bad id (counted over all index inputs) reverts with `InvalidIndex` before any
+/// inference gas; `modelInfo` lists the limits and `inferGas` prices the ids' calldata.
+#[test]
+fn index_inputs_travel_after_the_int8_input() {
+    use myelin_precompile::input::{self, Input};
+    let mut rng = Rng::new(5);
+    let model = random::indexed_model(&mut rng, 3);
+    let bytes = encode(&model);
+    let valid = decode(&bytes).unwrap();
+    let (m, mut host) = (Myelin::new(4), MemHost::default());
+    let publish = IMyelin::publishModelCall {
+        model: bytes.clone().into(),
+    };
+    let (_, out) = success(call(&m, &mut host, &publish.abi_encode()));
+    let id = B256::from_slice(&out);
+    host.new_tx();
+
+    let x = Input {
+        values: random::input(&mut rng, valid.analysis().input_len()),
+        ids: random::ids(&mut rng, &model),
+    };
+    let raw = input::encode(&x);
+    assert_eq!(raw.len(), input::byte_len(&valid));
+    let infer = |input: Vec<u8>| {
+        IMyelin::inferCall {
+            id,
+            input: input.into(),
+        }
+        .abi_encode()
+    };
+    let (gas_used, out) = success(call(&m, &mut host, &infer(raw.clone())));
+    let want = myelin_precompile::reference::run_input(&valid, &x);
+    let got = IMyelin::inferCall::abi_decode_returns(&out).unwrap();
+    assert_eq!(got.iter().map(|&b| b as i8).collect::<Vec<_>>(), want);
+    assert_eq!(gas_used, gas::infer_call(&valid, bytes.len()));
+
+    // The last id set to its limit: InvalidIndex at its position, with its value.
+    let limits: Vec<u16> = model
+        .index_inputs
+        .iter()
+        .flat_map(|i| i.limits.clone())
+        .collect();
+    let last = limits.len() - 1;
+    let mut bad = raw.clone();
+    let at = bad.len() - 2;
+    bad[at..].copy_from_slice(&limits[last].to_be_bytes());
+    let invalid = |position: usize, value: I256| {
+        IMyelin::IMyelinErrors::InvalidIndex(IMyelin::InvalidIndex {
+            position: U256::from(position),
+            value,
+        })
+    };
+    let limit = I256::from_raw(U256::from(limits[last]));
+    let (_, e) = reverted(call(&m, &mut host, &infer(bad.clone())));
+    assert_eq!(e, invalid(last, limit));
+    let (_, e) = reverted(call(&m, &mut host, &infer(raw[..raw.len() - 1].to_vec())));
+    assert_eq!(
+        e,
+        IMyelin::IMyelinErrors::InvalidInputLength(IMyelin::InvalidInputLength {
+            expected: U256::from(raw.len()),
+            actual: U256::from(raw.len() - 1),
+        })
+    );
+    // In a batch, entries are checked in order: the second one's bad id.
+    let batch = IMyelin::inferBatchCall {
+        id,
+        inputs: vec![raw.clone().into(), bad.into()],
+    };
+    let (_, e) = reverted(call(&m, &mut host, &batch.abi_encode()));
+    assert_eq!(e, invalid(last, limit));
+
+    // inferFixed: ids are plain integers after the values; a negative one is refused.
+    let n = valid.analysis().input_len();
+    let mut fixed: Vec<I256> = vec![I256::ZERO; n];
+    fixed.extend(
+        x.ids
+            .iter()
+            .flatten()
+            .map(|&v| I256::from_raw(U256::from(v))),
+    );
+    let inf = |input: Vec<I256>| {
+        IMyelin::inferFixedCall {
+            id,
+            input,
+            decimals: 0,
+        }
+        .abi_encode()
+    };
+    success(call(&m, &mut host, &inf(fixed.clone())));
+    fixed[n] = I256::MINUS_ONE;
+    let (_, e) = reverted(call(&m, &mut host, &inf(fixed)));
+    assert_eq!(e, invalid(0, I256::MINUS_ONE));
+
+    let info = IMyelin::modelInfoCall { id }.abi_encode();
+    let (_, out) = success(call(&m, &mut host, &info));
+    let info = IMyelin::modelInfoCall::abi_decode_returns(&out).unwrap();
+    let want: Vec<Vec<u16>> = model
+        .index_inputs
+        .iter()
+        .map(|i| i.limits.clone())
+        .collect();
+    assert_eq!(info.indexLimits, want);
+}

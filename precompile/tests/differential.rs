@@ -6,6 +6,7 @@
 //! before it is reported; fixed seeds of [`random::model`] cover the same known models on
 //! every run.
 
+use myelin_precompile::input::Input;
 use myelin_precompile::model::Model;
 use myelin_precompile::random::{self, Rng, Spec};
 use myelin_precompile::{decode, encode, reference, validate, Engine};
@@ -21,9 +22,12 @@ fn check_model(model: &Model, rng: &mut Rng, what: &str) {
     assert_eq!(parsed, valid, "{what}: decode(encode(m)) != m");
     let engine = Engine::new(parsed);
     for _ in 0..3 {
-        let input = random::input(rng, valid.analysis().input_len());
-        let expected = reference::run(&valid, &input);
-        let got = engine.run(&input);
+        let input = Input {
+            values: random::input(rng, valid.analysis().input_len()),
+            ids: random::ids(rng, model),
+        };
+        let expected = reference::run_input(&valid, &input);
+        let got = engine.run_input(&input);
         assert_eq!(
             got, expected,
             "{what}: engine != reference\nmodel {model:?}\ninput {input:?}"
@@ -75,6 +79,23 @@ fn engine_matches_reference_on_fixed_seeds() {
         let model = random::model(&mut rng, 6);
         check_model(&model, &mut rng, &format!("seed {seed}"));
     }
+}
+
+/// Models with index inputs (format v2): Gathers of random ids, then nodes of every kind.
+#[test]
+fn engine_matches_reference_with_index_inputs() {
+    let mut gathers = 0;
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let model = random::indexed_model(&mut rng, 4);
+        gathers += model
+            .nodes
+            .iter()
+            .filter(|n| n.op_name() == "Gather")
+            .count();
+        check_model(&model, &mut rng, &format!("indexed seed {seed}"));
+    }
+    assert!(gathers > 200, "{gathers} Gathers");
 }
 
 /// The strategy reaches every op and ranks 1 to 4, so the property above tests them all.

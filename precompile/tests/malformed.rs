@@ -22,6 +22,7 @@ fn small() -> Model {
             mult: 1 << 30,
             shift: -6,
         },
+        index_inputs: Vec::new(),
         nodes: vec![Node::Dense(Dense {
             input: 0,
             out_features: 2,
@@ -105,7 +106,7 @@ fn header_errors() {
     bytes[0] = b'X';
     assert_eq!(err(&bytes), (Code::BadMagic, HEADER));
     let mut bytes = encode(&small());
-    bytes[4] = 2;
+    bytes[4] = 3;
     assert_eq!(err(&bytes), (Code::BadVersion, HEADER));
     assert_eq!(
         err(&vec![0; (1 << 24) + 1]),
@@ -115,6 +116,75 @@ fn header_errors() {
     let mut m = small();
     m.nodes.clear();
     assert_eq!(reject(&m), (Code::NodeCount, HEADER));
+}
+
+/// `small()` with an index input of `limits` whose ids 0..2 a Gather of 3 rows looks up,
+/// its `[2, 4]` rows added to the Dense's input: a v2 model.
+fn indexed(limits: Vec<u16>) -> Model {
+    let mut m = small();
+    m.index_inputs = vec![IndexInput { limits }];
+    m.nodes.push(Node::Gather(Gather {
+        index: 0,
+        start: 0,
+        count: 2,
+        rows: 3,
+        dim: 4,
+        zero_point: 5,
+        table: (0..12).collect(),
+    }));
+    m
+}
+
+fn gather(m: &mut Model) -> &mut Gather {
+    match &mut m.nodes[1] {
+        Node::Gather(g) => g,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn index_input_errors() {
+    // Only the ids read count: the third id's limit of 9 needs no 9th row.
+    let good = indexed(vec![3, 2, 9]);
+    let bytes = encode(&good);
+    assert_eq!(bytes[4], 2, "a model with index inputs is version 2");
+    assert_eq!(decode(&bytes).unwrap().model(), &good);
+    for n in 0..bytes.len() {
+        assert_eq!(err(&bytes[..n]).0, Code::Truncated, "prefix of {n} bytes");
+    }
+    // The list sits between the output scale and n_nodes.
+    let at = HEADER_LEN - 2;
+    let mut v2_empty = encode(&small());
+    v2_empty[4] = 2;
+    v2_empty.insert(at, 0);
+    assert_eq!(err(&v2_empty), (Code::BadIndexInputs, HEADER));
+    let mut many = good.clone();
+    many.index_inputs = vec![IndexInput { limits: vec![3] }; 9];
+    assert_eq!(reject(&many), (Code::BadIndexInputs, HEADER));
+    for limits in [vec![], vec![3; 1025], vec![3, 0, 9]] {
+        assert_eq!(reject(&indexed(limits)), (Code::BadIndexInputs, HEADER));
+    }
+    for (change, code) in [
+        (&|g: &mut Gather| g.index = 1, Code::BadIndexRead),
+        (&|g: &mut Gather| g.count = 0, Code::BadIndexRead),
+        (&|g: &mut Gather| g.start = 2, Code::BadIndexRead),
+        (&|g: &mut Gather| g.rows = 2, Code::TableTooSmall),
+    ] as [(&dyn Fn(&mut Gather), Code); 4]
+    {
+        let mut m = good.clone();
+        change(gather(&mut m));
+        let g = gather(&mut m);
+        g.table.resize(g.rows as usize * g.dim as usize, 0);
+        assert_eq!(reject(&m), (code, 1));
+    }
+    let mut m = good.clone();
+    gather(&mut m).dim = 0;
+    gather(&mut m).table.clear();
+    assert_eq!(reject(&m), (Code::ZeroDim, 1));
+    // A v1 model has no index inputs to read.
+    let mut m = good.clone();
+    m.index_inputs.clear();
+    assert_eq!(reject(&m), (Code::BadIndexRead, 1));
 }
 
 #[test]
@@ -328,6 +398,7 @@ fn edge(bias: i32, input_zp: i8, zero_point: i8) -> Model {
             mult: 1 << 30,
             shift: 0,
         },
+        index_inputs: Vec::new(),
         nodes: vec![Node::Dense(Dense {
             input: 0,
             out_features: 1,
@@ -567,7 +638,11 @@ fn decoder_and_validator_agree() {
     let mut rng = Rng::new(11);
     let mut rejected = 0;
     for _ in 0..400 {
-        let mut m = random::model(&mut rng, 5);
+        let mut m = if rng.chance(25) {
+            random::indexed_model(&mut rng, 3)
+        } else {
+            random::model(&mut rng, 5)
+        };
         for _ in 0..rng.range(1, 3) {
             mutate(&mut rng, &mut m);
         }
@@ -633,6 +708,16 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
             Node::Resize(r) => r.factors = [0, 1],
             Node::MatMul(mm) => mm.out.act_min = rng.i8(),
             Node::LayerNorm(ln) => ln.epsilon = 0,
+            Node::Gather(g) => match rng.range(0, 3) {
+                0 => g.index = rng.range(1, 9) as u8,
+                1 => g.start = g.start.wrapping_add(rng.range(1, 8) as u16),
+                2 => g.count = 0,
+                _ => {
+                    if let Some(input) = m.index_inputs.first_mut() {
+                        input.limits[0] = rng.range(0, 60) as u16;
+                    }
+                }
+            },
         },
     }
 }

@@ -12,6 +12,7 @@ use myelin_precompile::model::*;
 use myelin_precompile::random::{self, Rng};
 use myelin_precompile::{decode, encode, gas, reference};
 
+mod gather;
 mod ops;
 
 pub const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/v1.json");
@@ -26,6 +27,7 @@ pub struct Case {
     pub name: String,
     pub covers: &'static str,
     pub model: Model,
+    /// What `infer` takes: the int8 values, then any ids (two bytes each, big-endian).
     pub inputs: Vec<Vec<i8>>,
 }
 
@@ -51,7 +53,10 @@ pub fn build() -> Vec<Vector> {
         let valid = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let analysis = valid.analysis();
         for (i, input) in case.inputs.iter().enumerate() {
-            let output = reference::run(&valid, input);
+            let raw: Vec<u8> = input.iter().map(|&b| b as u8).collect();
+            let x = myelin_precompile::input::decode(&valid, &raw)
+                .unwrap_or_else(|e| panic!("{}: input {e:?}", case.name));
+            let output = reference::run_input(&valid, &x);
             let name = if case.inputs.len() == 1 {
                 case.name.clone()
             } else {
@@ -119,6 +124,7 @@ fn model(input_shape: Vec<u32>, zero_point: i8, nodes: Vec<Node>) -> Model {
         input_shape,
         input_quant: Quant { scale, zero_point },
         output_scale: scale,
+        index_inputs: Vec::new(),
         nodes,
     };
     // The canonical output scale where the graph fixes one (Softmax: 1/256; SPEC §4.2).
@@ -683,6 +689,7 @@ pub fn cases() -> Vec<Case> {
         });
     }
     cs.extend(ops::cases());
+    cs.extend(gather::cases());
     cs
 }
 
@@ -1360,9 +1367,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::BadMagic,
         ),
         r(
-            "reject_version_2",
-            "format version 2",
-            patched(ok.clone(), 4, 2),
+            "reject_version_3",
+            "format version 3",
+            patched(ok.clone(), 4, 3),
             Code::BadVersion,
         ),
         r(
@@ -1396,9 +1403,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::UnknownOp,
         ),
         r(
-            "reject_op_tag_16",
-            "op tag 0x16 (one past LayerNorm, the last op)",
-            patched(ok.clone(), RANK1_TAG, 0x16),
+            "reject_op_tag_17",
+            "op tag 0x17 (one past Gather, the last op)",
+            patched(ok.clone(), RANK1_TAG, 0x17),
             Code::UnknownOp,
         ),
         r(
@@ -1905,6 +1912,7 @@ pub fn rejections() -> Vec<Rejection> {
     ]
     .into_iter()
     .chain(ops::rejections())
+    .chain(gather::rejections())
     .collect()
 }
 

@@ -48,6 +48,7 @@ fn digit_model() -> Model {
             mult: 1 << 30,
             shift: -7,
         },
+        index_inputs: Vec::new(),
         nodes: vec![
             Node::Dense(Dense {
                 input: 0,

@@ -42,7 +42,10 @@ fn committed_vectors_hold() {
             } => {
                 let valid = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", v.name));
                 let analysis = valid.analysis();
-                let (input, expected) = (unhex_i8(input), unhex_i8(output));
+                let raw: Vec<u8> = unhex_i8(input).into_iter().map(|b| b as u8).collect();
+                let input = myelin_precompile::input::decode(&valid, &raw)
+                    .unwrap_or_else(|e| panic!("{}: input {e:?}", v.name));
+                let expected = unhex_i8(output);
                 assert_eq!(
                     (analysis.total.macs, analysis.total.elems),
                     (*macs, *elems),
@@ -56,13 +59,13 @@ fn committed_vectors_hold() {
                     v.name
                 );
                 assert_eq!(
-                    reference::run(&valid, &input),
+                    reference::run_input(&valid, &input),
                     expected,
                     "{}: reference",
                     v.name
                 );
                 let engine = Engine::new(valid.clone());
-                assert_eq!(engine.run(&input), expected, "{}: engine", v.name);
+                assert_eq!(engine.run_input(&input), expected, "{}: engine", v.name);
             }
         }
     }

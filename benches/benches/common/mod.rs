@@ -30,6 +30,7 @@ pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
             zero_point: 0,
         },
         output_scale: scale,
+        index_inputs: Vec::new(),
         nodes,
     };
     // The scale the graph fixes (Softmax's 1/256, or a chain that keeps the input's), which

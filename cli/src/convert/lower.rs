@@ -305,6 +305,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
             zero_point: input_q.zp,
         },
         output_scale,
+        index_inputs: Vec::new(),
         nodes: l.nodes,
     };
     Ok(Lowered {

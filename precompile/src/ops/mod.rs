@@ -17,6 +17,7 @@ pub mod clamp;
 pub mod concat;
 pub mod conv;
 pub mod dense;
+pub mod gather;
 pub mod layer;
 pub mod layernorm;
 pub mod layout;
@@ -43,6 +44,8 @@ use crate::model::{Scale, TensorId};
 /// value, and every tensor's shape and zero point from the analysis.
 pub struct Ctx<'a, V> {
     pub values: &'a [V],
+    /// The call's ids, one list per index input (Gather reads them).
+    pub ids: &'a [Vec<u16>],
     pub shapes: &'a [Vec<u32>],
     pub zero_points: &'a [i8],
     /// Index of the running node: its output is tensor `node + 1`.
@@ -260,6 +263,7 @@ operators! {
     Resize(resize::Resize),
     MatMul(matmul::MatMul),
     LayerNorm(layernorm::LayerNorm),
+    Gather(gather::Gather),
 }
 
 /// Test helpers for the operators' own tests.
@@ -284,6 +288,7 @@ pub(crate) mod testing {
                 zero_point: 3,
             },
             output_scale: scale,
+            index_inputs: Vec::new(),
             nodes,
         }
     }
