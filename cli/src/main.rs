@@ -11,6 +11,7 @@ use myelin_cli::convert::{self, ConvertOptions};
 use myelin_cli::npy;
 use myelin_cli::store::DirStore;
 use myelin_precompile::abi::IMyelin;
+use myelin_precompile::input;
 use myelin_precompile::{decode, gas, CallContext, Engine, Myelin, Outcome, ValidModel};
 
 #[derive(Parser)]
@@ -140,25 +141,31 @@ fn hex0x(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
-/// Runs the engine on every row of `x` (float32, natural shape) and dequantizes.
+/// Runs the engine on every row of `x` (float32, natural shape; ids, if the model has index
+/// inputs, after the features) and dequantizes.
 fn infer_rows(model: &ValidModel, x: &npy::Array) -> Result<Vec<Vec<f32>>> {
     let analysis = model.analysis();
-    let per_row = analysis.input_len();
+    let per_row = convert::row_len(model);
     ensure!(
         x.shape.len() >= 2 && x.row_len() == per_row,
-        "input {:?} does not match the model: expected [N, {:?}] ({per_row} values per row)",
+        "input {:?} does not match the model: expected [N, {:?}] ({per_row} values per row{})",
         x.shape,
-        analysis.shapes[0]
+        analysis.shapes[0],
+        if per_row > analysis.input_len() {
+            ", ids included"
+        } else {
+            ""
+        }
     );
     let engine = Engine::new(model.clone());
     let data = x.to_f32();
-    Ok(data
-        .chunks(per_row)
-        .map(|row| {
-            let q = convert::quantize_input(model.model(), row);
-            convert::dequantize_output(model, &engine.run(&q))
+    data.chunks(per_row)
+        .enumerate()
+        .map(|(i, row)| {
+            let input = convert::row_input(model, row).with_context(|| format!("row {i}"))?;
+            Ok(convert::dequantize_output(model, &engine.run_input(&input)))
         })
-        .collect())
+        .collect()
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -203,6 +210,13 @@ fn run(cli: Cli) -> Result<()> {
                 q.scale.to_f64(),
                 q.zero_point
             );
+            for (k, input) in m.index_inputs.iter().enumerate() {
+                println!(
+                    "ids {k}     {} ids after the input, limits {:?}",
+                    input.limits.len(),
+                    input.limits
+                );
+            }
             println!(
                 "output    {:?}  scale {:.6e}  zero point {}",
                 a.output_shape(),
@@ -254,6 +268,10 @@ fn run(cli: Cli) -> Result<()> {
                 let npy::ArrayData::I8(q) = &x.data else {
                     bail!("--raw needs an int8 (|i1) .npy input")
                 };
+                ensure!(
+                    v.model().index_inputs.is_empty(),
+                    "--raw takes int8 rows, which cannot hold ids: run this model without --raw"
+                );
                 ensure!(
                     x.row_len() == a.input_len(),
                     "rows have {} values; the model takes {}",
@@ -349,19 +367,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             CalldataCall::Infer { model, input, row } => {
                 let (bytes, v) = load(&model)?;
-                let (m, a) = (v.model(), v.analysis());
                 let x = npy::read(&input)?;
+                let n = convert::row_len(&v);
                 ensure!(
-                    row < x.rows() && x.row_len() == a.input_len(),
-                    "row {row} of {:?} is not an input of shape {:?}",
+                    row < x.rows() && x.row_len() == n,
+                    "row {row} of {:?} is not an input of shape {:?} ({n} values per row)",
                     x.shape,
-                    a.shapes[0]
+                    v.analysis().shapes[0]
                 );
-                let values = &x.to_f32()[row * a.input_len()..(row + 1) * a.input_len()];
-                let q: Vec<u8> = convert::quantize_input(m, values)
-                    .into_iter()
-                    .map(|v| v as u8)
-                    .collect();
+                let q = input::encode(&convert::row_input(
+                    &v,
+                    &x.to_f32()[row * n..(row + 1) * n],
+                )?);
                 println!(
                     "{}",
                     hex0x(

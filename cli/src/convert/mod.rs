@@ -29,6 +29,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use myelin_precompile::error::{Code, HEADER};
+use myelin_precompile::input::Input;
 use myelin_precompile::model::Model;
 use myelin_precompile::validate::{self, ValidModel};
 use myelin_precompile::ModelError;
@@ -226,6 +227,50 @@ pub fn quantize_input(model: &Model, x: &[f32]) -> Vec<i8> {
     x.iter()
         .map(|&v| ((v as f64 / s).round() + zp).clamp(-128.0, 127.0) as i8)
         .collect()
+}
+
+/// Values per `.npy` row of `model`'s inputs: the int8 input's, then one per id.
+pub fn row_len(model: &ValidModel) -> usize {
+    myelin_precompile::input::fixed_len(model)
+}
+
+/// One `.npy` row as the model's input: the first values quantized with the input's
+/// parameters, the rest the ids of its index inputs (whole numbers below their limits).
+pub fn row_input(model: &ValidModel, row: &[f32]) -> Result<Input> {
+    let n = model.analysis().input_len();
+    ensure!(
+        row.len() == row_len(model),
+        "a row has {} values; the model takes {n} features and {} ids",
+        row.len(),
+        row_len(model) - n
+    );
+    let (values, mut ids) = row.split_at(n);
+    let ids = model
+        .model()
+        .index_inputs
+        .iter()
+        .enumerate()
+        .map(|(k, input)| {
+            let (these, rest) = ids.split_at(input.limits.len());
+            ids = rest;
+            these
+                .iter()
+                .zip(&input.limits)
+                .enumerate()
+                .map(|(j, (&v, &limit))| {
+                    ensure!(
+                        v.fract() == 0.0 && v >= 0.0 && v < limit as f32,
+                        "id {j} of index input {k} is {v}; it must be a whole number in 0..{limit}"
+                    );
+                    Ok(v as u16)
+                })
+                .collect::<Result<Vec<u16>>>()
+        })
+        .collect::<Result<_>>()?;
+    Ok(Input {
+        values: quantize_input(model.model(), values),
+        ids,
+    })
 }
 
 /// Dequantizes one int8 output row: `(q − zero_point) · output_scale`.
