@@ -33,4 +33,22 @@ for label in (1, 0):
         applicants.append({"label": int(label), "features": [fx(v) for v in raw[i]]})
 fixture = {"mean": [fx(v) for v in std["mean"]], "std": [fx(v) for v in std["std"]], "applicants": applicants}
 (out / "credit.json").write_text(json.dumps(fixture, indent=1) + "\n")
+# Health cover: standardized labs and three ids per row; the contract takes raw labs (18
+# decimals; load_diabetes ships them with at most 4 decimals), sex and an age in years (the
+# middle of the row's age band), and derives the ids itself. Patients the float model is
+# confident about (probability of progression below 0.2 or above 0.8), three of each.
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+std = json.loads((data / "diabetes_embed_standardize.json").read_text())
+rows = np.load(data / "diabetes_embed_test_x.npy")
+z, ids = rows[:, :8], rows[:, 8:].astype(np.int64)
+prob = ReferenceEvaluator(str(root / "models" / "diabetes_embed.onnx")).run(None, {"x_num": z, "x_cat": ids})[0][:, 1]
+labs = np.round(z.astype(np.float64) * np.array(std["std"]) + np.array(std["mean"]), 4)
+patients = []
+for confident in (prob > 0.8, prob < 0.2):
+    for i in np.flatnonzero(confident)[:3]:
+        patients.append({"labs": [fx(v) for v in labs[i]], "sex": int(ids[i, 0]), "age": int(25 + 10 * ids[i, 1]),
+                         "high": bool(prob[i] > 0.5)})
+fixture = {"mean": [fx(v) for v in std["mean"]], "std": [fx(v) for v in std["std"]], "patients": patients}
+(out / "health.json").write_text(json.dumps(fixture, indent=1) + "\n")
 print("wrote", sorted(p.name for p in out.iterdir()))

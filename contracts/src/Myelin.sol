@@ -48,6 +48,23 @@ library Myelin {
         return abi.decode(ret, (bytes32));
     }
 
+    // ---------------------------------------------------------------- preparing inputs
+
+    /// A feature vector standardized with the training statistics a model was trained with:
+    /// `(x[i] − mean[i]) / std[i]`, everything with 18 decimals. Models of raw features with
+    /// very different ranges take standardized ones (one int8 input scale cannot serve both
+    /// 3 and 300); pass the result to `inferFixed` with 18 decimals.
+    function standardize(int256[] memory x, int256[] memory mean, int256[] memory std)
+        internal
+        pure
+        returns (int256[] memory z)
+    {
+        z = new int256[](x.length);
+        for (uint256 i = 0; i < x.length; i++) {
+            z[i] = ((x[i] - mean[i]) * int256(ONE)) / std[i];
+        }
+    }
+
     // ---------------------------------------------------------------- decoding int8 outputs
 
     /// Element `i` of a raw output as a signed int8.

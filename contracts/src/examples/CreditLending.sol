@@ -55,11 +55,7 @@ contract CreditLending {
     function creditScore(int256[] calldata features) public view returns (uint256) {
         uint256 n = mean.length;
         if (features.length != n) revert WrongFeatureCount(n, features.length);
-        int256[] memory z = new int256[](n);
-        for (uint256 i = 0; i < n; i++) {
-            z[i] = ((features[i] - mean[i]) * int256(ONE)) / std[i];
-        }
-        int256[] memory out = Myelin.inferFixed(model, z, 18);
+        int256[] memory out = Myelin.inferFixed(model, Myelin.standardize(features, mean, std), 18);
         return uint256(out[0]);
     }
 

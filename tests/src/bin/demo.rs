@@ -21,6 +21,11 @@ sol! {
         function borrow(int256[] features, uint256 amount) external returns (uint256 rateBps);
         error CreditTooLow(uint256 score, uint256 minScore);
     }
+    contract HealthCover {
+        constructor(bytes32 model_, int256[] mean_, int256[] std_, uint256 basePremium_, uint256 riskLoading_);
+        function risk(int256[] labs, uint256 sex, uint256 age) external view returns (uint256);
+        function buy(int256[] labs, uint256 sex, uint256 age) external payable returns (uint256 premium);
+    }
 }
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -181,6 +186,66 @@ fn main() {
                 );
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    health_cover(&mut chain);
+}
+
+/// HealthCover: a model with categorical embeddings (format v2, one index input of three
+/// ids) priced per policy; the contract appends the ids after the standardized labs.
+fn health_cover(chain: &mut Chain) {
+    println!("\nHealthCover: cover priced by a risk model with categorical embeddings (diabetes data)");
+    let model = publish(chain, "models/diabetes_embed.myl");
+    let fixture = json("contracts/test/fixtures/health.json");
+    let (base, loading) = (ether(1) / U256::from(100), ether(1) / U256::from(10));
+    let ctor = HealthCover::constructorCall {
+        model_: model,
+        mean_: ints(&fixture["mean"]),
+        std_: ints(&fixture["std"]),
+        basePremium_: base,
+        riskLoading_: loading,
+    };
+    let cover = deploy(
+        chain,
+        [
+            artifact("HealthCover.sol", "HealthCover").to_vec(),
+            ctor.abi_encode(),
+        ]
+        .concat(),
+    );
+    println!("  block {}: HealthCover deployed at {cover}", chain.number);
+    let patients = fixture["patients"].as_array().expect("patients");
+    // Quotes for a high-risk and a low-risk patient, then the first one buys cover.
+    for (i, p) in [&patients[0], &patients[3]].into_iter().enumerate() {
+        let (labs, sex, age) = (
+            ints(&p["labs"]),
+            U256::from(p["sex"].as_u64().expect("sex")),
+            U256::from(p["age"].as_u64().expect("age")),
+        );
+        let quote = HealthCover::riskCall {
+            labs: labs.clone(),
+            sex,
+            age,
+        };
+        let r = chain.block(vec![Tx::call(cover, quote.abi_encode())]);
+        let risk = HealthCover::riskCall::abi_decode_returns(r[0].result.output().expect("risk"))
+            .expect("decodes");
+        println!(
+            "  block {}: risk(labs, sex id {sex}, age {age}) -> {:.1}%  gas {}",
+            chain.number,
+            pct(risk),
+            r[0].gas_used
+        );
+        if i == 0 {
+            let premium = base + risk * loading / ether(1);
+            let buy = HealthCover::buyCall { labs, sex, age };
+            let b = chain.block(vec![Tx::call(cover, buy.abi_encode()).value(premium)]);
+            assert!(b[0].success, "buy failed: {:?}", b[0].result);
+            println!(
+                "  block {}: buy() with the quoted premium {premium} wei -> covered  gas {}",
+                chain.number, b[0].gas_used
+            );
         }
     }
 }
