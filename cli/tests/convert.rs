@@ -50,11 +50,15 @@ fn run_model(name: &str) -> Run {
     let xs = test_x.to_f32();
     let mut quant = Vec::new();
     for (i, row) in xs.chunks(test_x.row_len()).enumerate() {
-        let q = convert::quantize_input(converted.model.model(), row);
-        let y = engine.run(&q);
+        let q = convert::row_input(&converted.model, row).unwrap();
+        let y = engine.run_input(&q);
         if i < 8 {
             // the engine is tested against the scalar reference elsewhere; spot-check here
-            assert_eq!(y, reference::run(&converted.model, &q), "{name} row {i}");
+            assert_eq!(
+                y,
+                reference::run_input(&converted.model, &q),
+                "{name} row {i}"
+            );
         }
         quant.push(convert::dequantize_output(&converted.model, &y));
     }
@@ -145,6 +149,84 @@ fn digits_cnn_quantizes() {
 fn credit_mlp_quantizes() {
     // one sigmoid output: P(class 1)
     assert_quantizes("credit_mlp", |p| (p[0] > 0.5) as usize, 0.95, 0.03);
+}
+
+/// Categorical embeddings: three id columns of an int64 input, each through its own table
+/// (a format-v2 model with one index input whose limits are the tables' rows).
+#[test]
+fn diabetes_embed_quantizes() {
+    assert_quantizes("diabetes_embed", argmax, 0.98, 0.02);
+    let m = run_model("diabetes_embed").converted.model;
+    let limits: Vec<Vec<u16>> = m
+        .model()
+        .index_inputs
+        .iter()
+        .map(|i| i.limits.clone())
+        .collect();
+    assert_eq!(limits, vec![vec![2, 6, 4]]);
+}
+
+/// Token embeddings: all four ids of an input through one table (one Myelin Gather of
+/// `[4, 3]`), flattened and joined with the float features; ids read by anything but a
+/// lookup are refused with a message that says so.
+#[test]
+fn token_embedding_joins_float_features() {
+    let mut rng = Rng(31);
+    let mut b = Builder::default();
+    let table = b.init("emb.weight", &[10, 3], rng.vec(30, 1.0));
+    let e = b.node("Gather", &[&table, "ids"], vec![]);
+    let flat = b.node("Flatten", &[&e], vec![ai("axis", 1)]);
+    let cat = b.node("Concat", &["input", &flat], vec![ai("axis", 1)]);
+    let w = b.init("fc.weight", &[2, 14], rng.vec(28, 0.3));
+    let bias = b.init("fc.bias", &[2], rng.vec(2, 0.1));
+    let y = b.node("Gemm", &[&cat, &w, &bias], vec![ai("transB", 1)]);
+    let path = temp_onnx("tokens", &b.bytes_with_ids(&[2], &[("ids", 4)], &y, 13));
+    // Rows: two features, then four ids below 10.
+    let rows = |n: usize, rng: &mut Rng| -> Vec<f32> {
+        (0..n)
+            .flat_map(|_| {
+                let f = rng.vec(2, 1.0);
+                let ids: Vec<f32> = (0..4).map(|_| (rng.next().abs() * 9.99).floor()).collect();
+                [f, ids].concat()
+            })
+            .collect()
+    };
+    let calib = npy::Array::f32(vec![256, 6], rows(256, &mut rng));
+    let test = npy::Array::f32(vec![32, 6], rows(32, &mut rng));
+    let c = convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap();
+    let ops: Vec<&str> = c.model.model().nodes.iter().map(|n| n.op_name()).collect();
+    assert_eq!(
+        ops,
+        ["Gather", "Reshape", "Concat", "Dense"],
+        "{}",
+        c.report
+    );
+    assert_eq!(c.model.model().index_inputs[0].limits, vec![10; 4]);
+    let float = convert::run_float(&path, &test).unwrap().to_f32();
+    let engine = Engine::new(c.model.clone());
+    let mut max_err = 0f32;
+    for (x, fy) in test.to_f32().chunks(6).zip(float.chunks(2)) {
+        let input = convert::row_input(&c.model, x).unwrap();
+        let q = engine.run_input(&input);
+        assert_eq!(q, reference::run_input(&c.model, &input));
+        let y = convert::dequantize_output(&c.model, &q);
+        max_err = y
+            .iter()
+            .zip(fy)
+            .fold(max_err, |m, (a, b)| m.max((a - b).abs()));
+    }
+    assert!(max_err < 0.1, "max abs error {max_err}\n{}", c.report);
+    // An id outside the table: the CLI names the column and the bound.
+    let mut bad = test.to_f32()[..6].to_vec();
+    bad[5] = 10.0;
+    let e = convert::row_input(&c.model, &bad).unwrap_err().to_string();
+    assert!(e.contains("0..10"), "{e}");
+
+    let mut b = Builder::default();
+    let r = b.node("Relu", &["ids"], vec![]);
+    let path = temp_onnx("ids-relu", &b.bytes_with_ids(&[2], &[("ids", 4)], &r, 13));
+    let e = convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("holds integer ids"), "{e:#}");
 }
 
 #[test]
@@ -289,23 +371,38 @@ impl Builder {
     }
 
     fn bytes_opset(self, in_dims: &[i64], output: &str, opset: i64) -> Vec<u8> {
-        let mut dims = vec![Dimension {
-            dim_value: None,
-            dim_param: Some("N".into()),
-        }];
-        dims.extend(in_dims.iter().map(|&d| Dimension {
-            dim_value: Some(d),
-            dim_param: None,
-        }));
-        let input = ValueInfoProto {
-            name: "input".into(),
-            r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor {
-                    elem_type: 1,
-                    shape: Some(TensorShapeProto { dim: dims }),
+        self.bytes_with_ids(in_dims, &[], output, opset)
+    }
+
+    /// The model with, besides the float `input`, int64 id inputs `[N, C]` named `ids` etc.
+    fn bytes_with_ids(
+        self,
+        in_dims: &[i64],
+        ids: &[(&str, i64)],
+        output: &str,
+        opset: i64,
+    ) -> Vec<u8> {
+        let value = |name: &str, elem_type: i32, dims: &[i64]| {
+            let mut shape = vec![Dimension {
+                dim_value: None,
+                dim_param: Some("N".into()),
+            }];
+            shape.extend(dims.iter().map(|&d| Dimension {
+                dim_value: Some(d),
+                dim_param: None,
+            }));
+            ValueInfoProto {
+                name: name.into(),
+                r#type: Some(TypeProto {
+                    tensor_type: Some(TypeProtoTensor {
+                        elem_type,
+                        shape: Some(TensorShapeProto { dim: shape }),
+                    }),
                 }),
-            }),
+            }
         };
+        let mut inputs = vec![value("input", data_type::FLOAT, in_dims)];
+        inputs.extend(ids.iter().map(|&(n, c)| value(n, data_type::INT64, &[c])));
         let model = ModelProto {
             ir_version: 8,
             producer_name: "myelin-test".into(),
@@ -314,7 +411,7 @@ impl Builder {
                 node: self.nodes,
                 name: "test".into(),
                 initializer: self.inits,
-                input: vec![input],
+                input: inputs,
                 output: vec![ValueInfoProto {
                     name: output.into(),
                     r#type: None,

@@ -227,6 +227,22 @@ fn nchw(node: &Node, shape: &[usize]) -> Result<[usize; 4]> {
 }
 
 /// The float interpreter over a loaded graph.
+/// One batch of graph inputs: the float input and each integer input's ids (as f32, exact
+/// below 2^24), batch axis first.
+pub struct Feed {
+    pub input: Tensor,
+    pub ids: Vec<Tensor>,
+}
+
+impl From<Tensor> for Feed {
+    fn from(input: Tensor) -> Feed {
+        Feed {
+            input,
+            ids: Vec::new(),
+        }
+    }
+}
+
 pub struct Runner<'g> {
     graph: &'g Graph,
 }
@@ -236,12 +252,24 @@ impl<'g> Runner<'g> {
         Runner { graph }
     }
 
-    /// Runs the graph on `input` (batch axis first) and returns the output. `observe` sees
-    /// the input and every intermediate tensor by its ONNX name.
-    pub fn run(&self, input: Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+    /// Runs the graph on `feed` (batch axis first) and returns the output. `observe` sees
+    /// the float input and every intermediate tensor by its ONNX name.
+    pub fn run(
+        &self,
+        feed: impl Into<Feed>,
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
         let g = self.graph;
+        let Feed { input, ids } = feed.into();
+        ensure!(
+            ids.len() == g.id_inputs.len(),
+            "{} id tensors for {} integer inputs",
+            ids.len(),
+            g.id_inputs.len()
+        );
         observe(&g.input, &input);
         let mut env: Env<'_> = HashMap::from([(g.input.as_str(), input)]);
+        env.extend(g.id_inputs.iter().map(|i| i.name.as_str()).zip(ids));
         for node in &g.nodes {
             let y = self
                 .eval(node, &env)
@@ -468,6 +496,48 @@ pub fn check_cast(node: &Node) -> Result<()> {
         node.describe()
     );
     Ok(())
+}
+
+/// `Gather` along `axis` (numpy's `take`): an embedding lookup, a selection of id columns,
+/// or a constant-index pick. Indices may be negative (counted from the end).
+pub(super) fn eval_gather(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let (data, indices) = (runner.get(env, node, 0)?, runner.get(env, node, 1)?);
+    let rank = data.shape.len() as i64;
+    let axis = node.int("axis", 0)?;
+    // Any axis, the batch axis included: the table of an embedding lookup has none.
+    let axis = usize::try_from(if axis < 0 { axis + rank } else { axis })
+        .ok()
+        .filter(|&a| a < data.shape.len())
+        .ok_or_else(|| anyhow!("Gather axis {axis} of a rank-{rank} tensor"))?;
+    let dim = data.shape[axis];
+    let outer: usize = data.shape[..axis].iter().product();
+    let inner: usize = data.shape[axis + 1..].iter().product();
+    let picks = indices
+        .data
+        .iter()
+        .map(|&i| {
+            let i = i as i64;
+            let i = if i < 0 { i + dim as i64 } else { i };
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < dim)
+                .ok_or_else(|| anyhow!("Gather index {i} out of 0..{dim}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(outer * picks.len() * inner);
+    for o in 0..outer {
+        for &p in &picks {
+            let at = (o * dim + p) * inner;
+            out.extend_from_slice(&data.data[at..at + inner]);
+        }
+    }
+    let shape = [
+        &data.shape[..axis],
+        &indices.shape[..],
+        &data.shape[axis + 1..],
+    ]
+    .concat();
+    Ok(Tensor::new(shape, out))
 }
 
 pub(super) fn eval_transpose(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {

@@ -132,13 +132,28 @@ pub enum Dim {
     Symbolic(String),
 }
 
+/// An integer graph input: categorical ids (`[N]` or `[N, C]`), which become one index input
+/// of the Myelin model and which only embedding lookups (Gather) may read.
+#[derive(Clone, Debug)]
+pub struct IdInput {
+    pub name: String,
+    /// Ids per row: `C`, or 1 for `[N]`.
+    pub per_row: usize,
+    /// The declared shape without the batch axis: `[C]`, or `[]` for `[N]`.
+    pub shape: Vec<usize>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Graph {
     /// Opset of the default (`ai.onnx`) domain.
     pub opset: i64,
+    /// The float input (the Myelin model's int8 input).
     pub input: String,
     /// Declared input shape, batch axis first.
     pub input_dims: Vec<Dim>,
+    /// Integer inputs, in the graph's order; their ids follow the float input's values in a
+    /// data row.
+    pub id_inputs: Vec<IdInput>,
     pub output: String,
     pub consts: HashMap<String, Const>,
     pub nodes: Vec<Node>,
@@ -168,16 +183,29 @@ impl Graph {
                 tensor(t).with_context(|| format!("initializer `{}`", t.name))?,
             );
         }
-        let inputs: Vec<&proto::ValueInfoProto> = g
+        let elem_type = |v: &proto::ValueInfoProto| {
+            v.r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .map(|t| t.elem_type)
+        };
+        let is_ids = |v: &&proto::ValueInfoProto| {
+            matches!(elem_type(v), Some(data_type::INT64 | data_type::INT32))
+        };
+        let (id_values, inputs): (Vec<&proto::ValueInfoProto>, Vec<&proto::ValueInfoProto>) = g
             .input
             .iter()
             .filter(|v| !consts.contains_key(&v.name))
-            .collect();
+            .partition(is_ids);
         ensure!(
             inputs.len() == 1,
-            "expected exactly one graph input, found {}",
+            "expected exactly one float graph input (besides integer id inputs), found {}",
             inputs.len()
         );
+        let id_inputs = id_values
+            .iter()
+            .map(|v| id_input(v))
+            .collect::<Result<Vec<_>>>()?;
         ensure!(
             g.output.len() == 1,
             "expected exactly one graph output, found {}",
@@ -311,6 +339,7 @@ impl Graph {
             opset,
             input,
             input_dims,
+            id_inputs,
             output,
             consts,
             nodes: kept,
@@ -329,9 +358,30 @@ impl Graph {
         count
     }
 
-    /// The input shape without its batch axis, resolved against the rows of `data`
-    /// (`data_dims` is the data's shape without its sample axis).
+    /// Ids per data row: those of every integer input.
+    pub fn ids_per_row(&self) -> usize {
+        self.id_inputs.iter().map(|i| i.per_row).sum()
+    }
+
+    /// The float input's shape without its batch axis, resolved against the rows of `data`
+    /// (`data_dims` is the data's shape without its sample axis). With integer inputs, a row
+    /// is flat: the float input's values, then the ids.
     pub fn sample_shape(&self, data_dims: &[usize]) -> Result<Vec<usize>> {
+        let ids = self.ids_per_row();
+        if ids > 0 {
+            let row: usize = data_dims.iter().product();
+            ensure!(
+                data_dims.len() == 1 && row > ids,
+                "the model reads {ids} ids besides `{}`: data rows must be flat, the float \
+                 input's values then the ids; got rows of shape {data_dims:?}",
+                self.input
+            );
+            return self.float_sample_shape(&[row - ids]);
+        }
+        self.float_sample_shape(data_dims)
+    }
+
+    fn float_sample_shape(&self, data_dims: &[usize]) -> Result<Vec<usize>> {
         let data_numel: usize = data_dims.iter().product();
         ensure!(
             !self.input_dims.is_empty(),
@@ -382,6 +432,35 @@ impl Graph {
             }
         }
     }
+}
+
+/// An integer graph input, which must be `[N]` or `[N, C]` with `C` declared.
+fn id_input(v: &proto::ValueInfoProto) -> Result<IdInput> {
+    let dims: Vec<Option<usize>> = v
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0).map(|v| v as usize))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (per_row, shape) = match dims[..] {
+        [_] => (1, vec![]),
+        [_, Some(c)] => (c, vec![c]),
+        _ => bail!(
+            "integer graph input `{}` must be ids of shape [N] or [N, C] with C declared              (categorical features for embedding lookups)",
+            v.name
+        ),
+    };
+    Ok(IdInput {
+        name: v.name.clone(),
+        per_row,
+        shape,
+    })
 }
 
 fn attribute(a: &proto::AttributeProto) -> Result<Option<Attr>> {

@@ -38,6 +38,10 @@ use super::graph::{Const, Graph, Node};
 use super::ops;
 use super::quant::{self, ActQuant};
 
+mod embedding;
+pub(super) use embedding::lower_gather;
+use embedding::IdSlice;
+
 /// Calibrated `(min, max)` of every ONNX tensor, by name.
 pub type Ranges = HashMap<String, (f32, f32)>;
 
@@ -237,6 +241,10 @@ pub(super) struct Lowerer<'a> {
     /// Outputs of the nodes already lowered as part of an earlier node's pattern (the
     /// decomposed LayerNorm): visiting them does nothing.
     folded: HashSet<String>,
+    /// ONNX tensors that hold integer ids (graph inputs and columns selected from them).
+    ids: HashMap<String, IdSlice>,
+    /// Per index input, the limit of each id: the rows of the smallest table reading it.
+    limits: Vec<Vec<u16>>,
 }
 
 /// Lowers `graph` (whose tensors were calibrated into `ranges`) for inputs of `input_shape`
@@ -251,7 +259,20 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
         sources: Vec::new(),
         report: String::new(),
         folded: HashSet::new(),
+        ids: HashMap::new(),
+        limits: Vec::new(),
     };
+    for (k, input) in graph.id_inputs.iter().enumerate() {
+        let slice = IdSlice {
+            input: k,
+            start: 0,
+            count: input.per_row,
+            shape: input.shape.clone(),
+        };
+        l.ids.insert(input.name.clone(), slice);
+        // Positions no table reads accept any id.
+        l.limits.push(vec![u16::MAX; input.per_row]);
+    }
     let (lo, hi) = l.range(&graph.input)?;
     let aq = quant::act_quant(lo, hi);
     // The stored input scale is a fixed-point Scale: use exactly its value from here on.
@@ -305,7 +326,11 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
             zero_point: input_q.zp,
         },
         output_scale,
-        index_inputs: Vec::new(),
+        index_inputs: l
+            .limits
+            .into_iter()
+            .map(|limits| m::IndexInput { limits })
+            .collect(),
         nodes: l.nodes,
     };
     Ok(Lowered {
@@ -446,6 +471,10 @@ impl Lowerer<'_> {
                 self.vals.insert(name.to_string(), Val::Act(a.clone()));
                 Ok(a)
             }
+            None if self.ids.contains_key(name) => bail!(
+                "`{name}` holds integer ids: only an embedding lookup (Gather of a constant \
+                 table) can read them"
+            ),
             None if self.konst(name).is_some() => {
                 bail!("constant `{name}` used where an activation is expected (constant folding is not supported)")
             }

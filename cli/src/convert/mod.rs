@@ -35,7 +35,7 @@ use myelin_precompile::validate::{self, ValidModel};
 use myelin_precompile::ModelError;
 
 use crate::npy;
-use float::{Runner, Tensor};
+use float::{Feed, Runner, Tensor};
 use graph::Graph;
 use lower::Ranges;
 
@@ -87,8 +87,9 @@ pub fn convert_onnx(
     );
     let analysis = model.analysis();
     let mut report = format!(
-        "{} -> Myelin v1: {} ONNX nodes -> {} Myelin nodes, calibrated on {} rows\n",
+        "{} -> Myelin (format v{}): {} ONNX nodes -> {} Myelin nodes, calibrated on {} rows\n",
         onnx_path.display(),
+        bytes[4],
         graph.nodes.len(),
         lowered.model.nodes.len(),
         calib.rows()
@@ -130,12 +131,40 @@ fn explain(e: ModelError, model: &Model, sources: &[String]) -> anyhow::Error {
     }
 }
 
-/// Rows `start..end` of `x` as one batch tensor `[rows, ...sample_shape]`.
-fn batch(x: &npy::Array, data: &[f32], sample_shape: &[usize], start: usize, end: usize) -> Tensor {
-    let len = x.row_len();
-    let mut shape = vec![end - start];
-    shape.extend_from_slice(sample_shape);
-    Tensor::new(shape, data[start * len..end * len].to_vec())
+/// Rows `start..end` of `x` as one batch: the float input `[rows, ...sample_shape]` and, for
+/// each integer input of `graph`, its ids `[rows, ...shape]` (a row holds the float values,
+/// then the ids).
+fn batch(
+    graph: &Graph,
+    x: &npy::Array,
+    data: &[f32],
+    sample_shape: &[usize],
+    start: usize,
+    end: usize,
+) -> Feed {
+    let (len, rows) = (x.row_len(), end - start);
+    let with_batch = |shape: &[usize]| [&[rows][..], shape].concat();
+    let row = |r: usize| &data[(start + r) * len..(start + r + 1) * len];
+    let mut at: usize = sample_shape.iter().product();
+    let columns = |from: usize, to: usize| -> Vec<f32> {
+        (0..rows).flat_map(|r| row(r)[from..to].to_vec()).collect()
+    };
+    let ids = graph
+        .id_inputs
+        .iter()
+        .map(|i| {
+            let t = Tensor::new(with_batch(&i.shape), columns(at, at + i.per_row));
+            at += i.per_row;
+            t
+        })
+        .collect();
+    Feed {
+        input: Tensor::new(
+            with_batch(sample_shape),
+            columns(0, sample_shape.iter().product()),
+        ),
+        ids,
+    }
 }
 
 fn calibrate(
@@ -176,7 +205,10 @@ fn calibrate(
             let r = ranges.entry(name.to_string()).or_insert((lo, hi));
             *r = (r.0.min(lo), r.1.max(hi));
         };
-        runner.run(batch(calib, &data, sample_shape, start, end), &mut observe)?;
+        runner.run(
+            batch(graph, calib, &data, sample_shape, start, end),
+            &mut observe,
+        )?;
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
@@ -201,7 +233,10 @@ pub fn run_float(onnx_path: &Path, x: &npy::Array) -> Result<npy::Array> {
     let mut out = Vec::new();
     for start in (0..x.rows()).step_by(CHUNK) {
         let end = (start + CHUNK).min(x.rows());
-        let y = runner.run(batch(x, &data, &sample_shape, start, end), &mut |_, _| {})?;
+        let y = runner.run(
+            batch(&graph, x, &data, &sample_shape, start, end),
+            &mut |_, _| {},
+        )?;
         ensure!(
             y.shape.first() == Some(&(end - start)),
             "the output {:?} does not keep the batch axis first",

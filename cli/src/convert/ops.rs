@@ -53,6 +53,11 @@ const OPS: &[OnnxOp] = &[
         lower: lower::lower_add,
     },
     OnnxOp {
+        name: "Gather",
+        eval: float::eval_gather,
+        lower: lower::lower_gather,
+    },
+    OnnxOp {
         name: "Conv",
         eval: float::eval_conv,
         lower: lower::lower_conv,

@@ -195,7 +195,9 @@ fn main() {
 /// HealthCover: a model with categorical embeddings (format v2, one index input of three
 /// ids) priced per policy; the contract appends the ids after the standardized labs.
 fn health_cover(chain: &mut Chain) {
-    println!("\nHealthCover: cover priced by a risk model with categorical embeddings (diabetes data)");
+    println!(
+        "\nHealthCover: cover priced by a risk model with categorical embeddings (diabetes data)"
+    );
     let model = publish(chain, "models/diabetes_embed.myl");
     let fixture = json("contracts/test/fixtures/health.json");
     let (base, loading) = (ether(1) / U256::from(100), ether(1) / U256::from(10));
