@@ -229,6 +229,13 @@ fn token_embedding_joins_float_features() {
     assert!(format!("{e:#}").contains("holds integer ids"), "{e:#}");
 }
 
+/// A tiny attention encoder (Q/K/V projections, Q·Kᵀ, Softmax, A·V, residual Add, LayerNorm,
+/// then a linear head) as torch.onnx.export writes it at opset 17.
+#[test]
+fn digits_transformer_quantizes() {
+    assert_quantizes("digits_transformer", argmax, 0.98, 0.02);
+}
+
 #[test]
 fn residual_mlp_quantizes() {
     assert_quantizes("residual_mlp", argmax, 0.95, 0.03);

@@ -1038,8 +1038,10 @@ type Fold = fn(&mut Layer, &[f64]);
 
 /// A binary op of an activation and a constant (`op(x, c)`, or `op(c, x)` when the constant
 /// is input 0):
-/// 1. with `fold` (only for `x op c`), when `x` is a pending MatMul/Gemm/Conv read only here
-///    and `c` is per channel (or a scalar): folded into its weights and bias;
+/// 1. with `fold` (for `x op c`, and for `c op x` when `op` commutes: Add, Mul — PyTorch writes
+///    a rank-3 `nn.Linear` as `Add(bias, MatMul(x, Wᵀ))`), when `x` is a pending
+///    MatMul/Gemm/Conv read only here and `c` is per channel (or a scalar): folded into its
+///    weights and bias;
 /// 2. else, when `c` is a scalar: one more step of the chain of `x` (a Lut when read);
 /// 3. else an error naming both fixes.
 fn const_operand(
@@ -1056,7 +1058,8 @@ fn const_operand(
         .konst(cname)
         .cloned()
         .ok_or_else(|| anyhow!("`{cname}` is not a constant"))?;
-    if let (Some(fold), false) = (fold, c_first) {
+    let commutes = matches!(node.op.as_str(), "Add" | "Mul");
+    if let (Some(fold), false) = (fold, c_first && !commutes) {
         if let Some(mut p) = lowerer.take_pending(xname) {
             let v = match &p.op {
                 PendingOp::Layer(l) => {
@@ -1084,7 +1087,7 @@ fn const_operand(
     };
     let scalar = (c.numel() == 1 && c.dims.len() <= x_rank + 1).then(|| c.f32()[0] as f64);
     let Some(k) = scalar else {
-        let folds = if fold.is_some() && !c_first {
+        let folds = if fold.is_some() && (!c_first || commutes) {
             "per-channel constants fold into the weights and bias of the MatMul/Gemm/Conv that \
              produces the other operand when this node is its only reader; "
         } else {
