@@ -28,3 +28,12 @@ x = infer(diab)
 row = x[4+96:4+96+10].hex()
 seed("batch-diabetes", call(hx(sh(CAST, "calldata", "inferBatch(bytes32,bytes[])", "0x"+did, f"[0x{row},0x{row[::-1]}]"))))
 seed("fixed-diabetes", call(hx(sh(CAST, "calldata", "inferFixed(bytes32,int256[],uint8)", "0x"+did, "[1,-2,3,-4,5,-6,7,-8,9,-10]", "18")), flags=STATIC))
+# A model with an index input: ids follow the features (2 bytes each); the last one set past
+# its limit reverts with InvalidIndex, as does an id past its limit in inferFixed.
+emb = "models/diabetes_embed.myl"
+seed("infer-embed", call(infer(emb), flags=STATIC))
+bad = bytearray(infer(emb))
+bad[4 + 96 + 8 + 4] = 0x01  # the last id's high byte: 256 + its id, past the limit of 4
+seed("infer-embed-bad-id", call(bytes(bad), flags=STATIC))
+eid = sh(M, "calldata", "info", emb)[10:74]
+seed("fixed-embed", call(hx(sh(CAST, "calldata", "inferFixed(bytes32,int256[],uint8)", "0x"+eid, "[1,-2,3,-4,5,-6,7,-8,1,5,9]", "18")), flags=STATIC))

@@ -27,10 +27,12 @@ const MAX_CALLS: usize = 6;
 const MAX_GAS: u64 = 30_000_000;
 const HEADER: usize = 7;
 const CALLERS: [Address; 2] = [Address::repeat_byte(0xa1), Address::repeat_byte(0xb2)];
-/// Published before every execution: a small MLP and a small CNN.
-const MODELS: [&[u8]; 2] = [
+/// Published before every execution: a small MLP, a small CNN and a model with an index
+/// input (its ids travel after the features and are range-checked).
+const MODELS: [&[u8]; 3] = [
     include_bytes!("../../../models/diabetes_reg.myl"),
     include_bytes!("../../../models/digits_cnn.myl"),
+    include_bytes!("../../../models/diabetes_embed.myl"),
 ];
 
 struct Call<'a> {
@@ -67,7 +69,7 @@ fn call(myelin: &Myelin, host: &mut MemHost, ctx: &CallContext, data: &[u8]) -> 
         .unwrap_or_else(|e| panic!("host error from the in-memory host: {e}"))
 }
 
-/// The state every execution starts from: both models published, in a fresh transaction.
+/// The state every execution starts from: every model published, in a fresh transaction.
 fn published() -> &'static MemHost {
     static HOST: OnceLock<MemHost> = OnceLock::new();
     HOST.get_or_init(|| {

@@ -5,12 +5,15 @@
 //!   models reach extreme multipliers, shifts and zero points the generator never picks);
 //!   invalid ones are skipped;
 //! - anything else seeds the random valid-model generator (`testkit`): bytes 0..8 are the
-//!   seed, byte 8 the node budget, the rest is cycled into an input.
+//!   seed, byte 8 the node budget (its high bit: a model with index inputs and Gathers), the
+//!   rest is cycled into an input.
 //!
 //! Every model also runs on a pseudo-random input and on the extreme inputs (all −128, all
-//! 127, all the input zero point). Models are kept small so each execution stays fast: this
+//! 127, all the input zero point), each with pseudo-random ids and with every id at its
+//! limit's last row. Models are kept small so each execution stays fast: this
 //! target checks results, not pricing (slow shapes are the adversarial search's job).
 
+use crate::input::Input;
 use crate::model::{AvgPool, MaxPool, Model, Node, Window};
 use crate::precompile::model_info;
 use crate::random::{self, Rng};
@@ -52,8 +55,14 @@ pub fn run(data: &[u8]) {
         let n = data.len().min(8);
         seed[..n].copy_from_slice(&data[..n]);
         let seed = u64::from_le_bytes(seed);
-        let budget = 1 + data.get(8).map_or(0, |&b| b as usize % MAX_GENERATED_NODES);
-        let model = random::model_of(&random::spec(&mut Rng::new(seed), budget, random::KINDS));
+        let knobs = data.get(8).copied().unwrap_or(0);
+        let budget = 1 + (knobs & 0x7f) as usize % MAX_GENERATED_NODES;
+        let rng = &mut Rng::new(seed);
+        let model = if knobs & 0x80 != 0 {
+            random::indexed_model(rng, budget)
+        } else {
+            random::model_of(&random::spec(rng, budget, random::KINDS))
+        };
         let bytes = encode(&model);
         let parsed = decode(&bytes)
             .unwrap_or_else(|e| panic!("generator made an invalid model: {e}\n{model:?}"));
@@ -78,13 +87,23 @@ pub fn run(data: &[u8]) {
     if !tail.is_empty() {
         inputs.push(tail.iter().cycle().take(len).map(|&b| b as i8).collect());
     }
-    for input in &inputs {
-        let expected = reference::run(engine.valid(), input);
-        assert_eq!(expected.len(), analysis.output_len());
-        let got = engine.run(input);
-        assert!(
-            got == expected,
-            "engine != reference\nmodel {model:?}\ninput {input:?}\nengine    {got:?}\nreference {expected:?}"
-        );
+    let last_rows: Vec<Vec<u16>> = (model.index_inputs.iter())
+        .map(|i| i.limits.iter().map(|&l| l - 1).collect())
+        .collect();
+    let ids = [random::ids(&mut Rng::new(seed ^ 0x1d5), model), last_rows];
+    for values in &inputs {
+        for ids in &ids {
+            let input = Input {
+                values: values.clone(),
+                ids: ids.clone(),
+            };
+            let expected = reference::run_input(engine.valid(), &input);
+            assert_eq!(expected.len(), analysis.output_len());
+            let got = engine.run_input(&input);
+            assert!(
+                got == expected,
+                "engine != reference\nmodel {model:?}\ninput {input:?}\nengine    {got:?}\nreference {expected:?}"
+            );
+        }
     }
 }
