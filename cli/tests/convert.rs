@@ -234,6 +234,11 @@ fn token_embedding_joins_float_features() {
 #[test]
 fn digits_transformer_quantizes() {
     assert_quantizes("digits_transformer", argmax, 0.98, 0.02);
+    // `Q · Kᵀ / √d`: the division is part of the MatMul's multiplier, not a table.
+    let m = run_model("digits_transformer").converted.model;
+    let ops: Vec<&str> = m.model().nodes.iter().map(|n| n.op_name()).collect();
+    assert_eq!(ops.iter().filter(|&&o| o == "MatMul").count(), 2, "{ops:?}");
+    assert!(!ops.contains(&"Lut"), "{ops:?}");
 }
 
 #[test]

@@ -98,16 +98,20 @@ enum PendingOp {
         b: Act,
         sub: bool,
     },
-    /// `a · b`, `b` broadcast to `a`.
+    /// `scale · a · b`, `b` broadcast to `a` (`scale`: positive constants multiplied or
+    /// divided in afterwards, 1 if none).
     Mul {
         a: Act,
         b: Act,
+        scale: f64,
     },
-    /// `[..., M, K] × [..., K, N]`, both activations.
+    /// `scale · [..., M, K] × [..., K, N]`, both activations (`scale` as for Mul: attention's
+    /// `Q · Kᵀ / √d` is one MatMul).
     MatMul {
         a: Act,
         b: Act,
         out_shape: Vec<usize>,
+        scale: f64,
     },
     /// `scale · Σ x` over `axis` (kept): `scale` is 1 for ReduceSum, `1 / L` for ReduceMean.
     ReduceSum {
@@ -672,10 +676,10 @@ impl Lowerer<'_> {
                 };
                 self.emit(node, source, detail)
             }
-            PendingOp::Mul { a, b } => {
+            PendingOp::Mul { a, b, scale } => {
                 let (out, detail) = acc_output(
                     &shape,
-                    a.q.scale * b.q.scale,
+                    a.q.scale * b.q.scale * scale,
                     q,
                     (act_min, act_max),
                     &act_note,
@@ -687,10 +691,10 @@ impl Lowerer<'_> {
                 });
                 self.emit(node, source, detail)
             }
-            PendingOp::MatMul { a, b, .. } => {
+            PendingOp::MatMul { a, b, scale, .. } => {
                 let (out, detail) = acc_output(
                     &shape,
-                    a.q.scale * b.q.scale,
+                    a.q.scale * b.q.scale * scale,
                     q,
                     (act_min, act_max),
                     &act_note,
@@ -1079,6 +1083,25 @@ fn const_operand(
             }
         }
     }
+    // A positive scalar multiplying or dividing a Mul or MatMul of two activations read only
+    // here scales the product: it folds into the requantization multiplier.
+    if matches!((node.op.as_str(), c_first), ("Mul", _) | ("Div", false)) && c.numel() == 1 {
+        let v = c.f32()[0] as f64;
+        let k = if c_first { op(v, 1.0) } else { op(1.0, v) };
+        if let Some(mut p) = (k > 0.0 && k.is_finite())
+            .then(|| lowerer.take_pending(xname))
+            .flatten()
+        {
+            if let PendingOp::Mul { scale, .. } | PendingOp::MatMul { scale, .. } = &mut p.op {
+                *scale *= k;
+                p.name = out.clone();
+                p.sources.push(node.name.clone());
+                lowerer.set(&out, Val::Pending(p));
+                return Ok(());
+            }
+            lowerer.set(xname, Val::Pending(p));
+        }
+    }
     let x_rank = match lowerer.vals.get(xname) {
         Some(Val::Act(a)) => a.shape.len(),
         Some(Val::Chain(ch)) => ch.x.shape.len(),
@@ -1194,7 +1217,7 @@ pub(super) fn lower_mul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
         );
     };
     let p = Pending {
-        op: PendingOp::Mul { a, b },
+        op: PendingOp::Mul { a, b, scale: 1.0 },
         name: out.clone(),
         sources: vec![node.name.clone()],
     };
@@ -1468,7 +1491,12 @@ fn lower_matmul_of_acts(
     let mut out_shape = a.shape.clone();
     out_shape[r - 1] = b.shape[r - 1];
     let p = Pending {
-        op: PendingOp::MatMul { a, b, out_shape },
+        op: PendingOp::MatMul {
+            a,
+            b,
+            out_shape,
+            scale: 1.0,
+        },
         name: out.clone(),
         sources: vec![node.name.clone()],
     };
