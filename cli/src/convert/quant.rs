@@ -15,8 +15,8 @@ pub struct ActQuant {
 
 /// Asymmetric int8 quantization of the range `[min, max]`, widened to contain 0 so that real
 /// zero (ReLU's floor, padding) is exact.
-pub fn act_quant(min: f32, max: f32) -> ActQuant {
-    let (min, max) = ((min as f64).min(0.0), (max as f64).max(0.0));
+pub fn act_quant(min: f64, max: f64) -> ActQuant {
+    let (min, max) = (min.min(0.0), max.max(0.0));
     let span = max - min;
     // An all-zero tensor: any scale represents it; pick one that keeps multipliers sane.
     let scale = if span > 1e-12 {
