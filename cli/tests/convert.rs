@@ -744,6 +744,47 @@ fn unsupported_op_is_named() {
     println!("error: {err}");
 }
 
+/// QDQ forms the converter does not read fail with the op, the node and the fix.
+#[test]
+fn unsupported_quantized_forms_name_the_fix() {
+    let calib = npy::Array::f32(vec![2, 4], vec![0.1, 0.2, 0.3, 0.4, -0.1, 0.0, 0.5, 1.0]);
+    let convert_err = |tag: &str, b: Builder, out: &str| {
+        let path = temp_onnx(tag, &b.bytes(&[4], out));
+        let err = format!(
+            "{:#}",
+            convert::convert_onnx(&path, &calib, &ConvertOptions::default()).unwrap_err()
+        );
+        std::fs::remove_file(&path).ok();
+        println!("error: {err}");
+        err
+    };
+    // the QOperator format
+    let mut b = Builder::default();
+    let s = b.init("s", &[], vec![0.1]);
+    let out = b.node(
+        "QLinearMatMul",
+        &["input", &s, &s, &s, &s, &s, &s, &s],
+        vec![],
+    );
+    let err = convert_err("qlinear", b, &out);
+    assert!(
+        err.contains("`QLinearMatMul`")
+            && err.contains("/0/QLinearMatMul")
+            && err.contains("QuantFormat.QDQ"),
+        "{err}"
+    );
+    // an activation quantized per axis
+    let mut b = Builder::default();
+    let s = b.init("s", &[4], vec![0.1, 0.2, 0.3, 0.4]);
+    let q = b.node("QuantizeLinear", &["input", &s], vec![ai("axis", 1)]);
+    let out = b.node("DequantizeLinear", &[&q, &s], vec![ai("axis", 1)]);
+    let err = convert_err("peraxis", b, &out);
+    assert!(
+        err.contains("/0/QuantizeLinear") && err.contains("per tensor"),
+        "{err}"
+    );
+}
+
 #[test]
 fn accumulator_overflow_names_the_layer() {
     // 70 000 equal weights quantize to 127 each: 255 · 127 · 70 000 > 2^31 − 1.

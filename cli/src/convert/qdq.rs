@@ -127,16 +127,16 @@ impl ActGrid {
                 node.describe()
             )
         })?;
-        let zp = get(2);
-        let (steps, zero) =
-            params(node, &[], scale, zp).map_err(|e| anyhow!("{}: {e}", node.describe()))?;
         ensure!(
-            steps.scales.len() == 1,
+            scale.numel() == 1,
             "{}: activations must be quantized per tensor, not per axis ({} scales); \
              quantize activations per tensor (onnxruntime's default)",
             node.describe(),
-            steps.scales.len()
+            scale.numel()
         );
+        let zp = get(2);
+        let (steps, zero) =
+            params(node, &[], scale, zp).map_err(|e| anyhow!("{}: {e}", node.describe()))?;
         // no zero point means uint8, as ONNX specifies
         let unsigned = node.input(2).is_none_or(|z| graph.uint8.contains(z));
         let (qmin, qmax) = if unsigned {
