@@ -5,12 +5,14 @@
 //! instead of calibrating its own:
 //!
 //! - A DequantizeLinear of constants is a float constant ([`dequantize_const`], folded when
-//!   the graph is loaded). The layer is then quantized per output channel from those values
-//!   ([`super::quant::quantize_layer`]: `s_w = max|w| / 127`), which gives back the file's
-//!   int8 weights exactly when they are symmetric per channel (onnxruntime's
-//!   `per_channel=True`: each channel's largest weight is ±127 steps), and its int32 biases,
-//!   whose scale is `s_in · s_w`. Per-tensor weights are re-quantized per channel from
-//!   their float values: at least as fine, but not the file's integers.
+//!   the graph is loaded). The layer is then quantized from those values
+//!   ([`super::quant::quantize_layer`]), which gives back the file's int8 weights when they
+//!   are symmetric, per channel (onnxruntime's `per_channel=True`: each channel's largest
+//!   weight is ±127 steps, so `s_w = max|w| / 127` is the file's scale) or per tensor (the
+//!   weights lie on one grid, which the quantizer keeps), and its int32 biases, whose scale
+//!   is `s_in · s_w` (checked on onnxruntime's output of both kinds: every weight and bias
+//!   tensor appears verbatim in the `.myl`). Weights with a zero point or 7-bit ranges
+//!   (`reduce_range`) are re-quantized from their values.
 //! - A QuantizeLinear / DequantizeLinear of an activation evaluates as what it computes in
 //!   float (rounding to the grid, clamping) and lowers to nothing: [`ranges`] turns its
 //!   scale `s` and zero point `z` into the range `[(qmin − z)·s, (qmax − z)·s]` of the
