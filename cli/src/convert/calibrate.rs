@@ -292,6 +292,9 @@ pub(super) fn bias_shift(
             let Some(mean) = mean_accumulator(&model, &lowered, node, &qrows)? else {
                 continue;
             };
+            if mean.len() != target.len() {
+                continue; // the float tensor's channels are not the layer's: leave it
+            }
             let s = shift
                 .entry(name.clone())
                 .or_insert_with(|| vec![0.0; target.len()]);
