@@ -222,10 +222,16 @@ impl Graph {
         for (i, n) in g.node.iter().enumerate() {
             ensure!(
                 n.domain.is_empty() || n.domain == "ai.onnx",
-                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported",
+                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported{}",
                 n.name,
                 n.op_type,
-                n.domain
+                n.domain,
+                if n.op_type.starts_with('Q') {
+                    " (onnxruntime's QOperator format: quantize with \
+                     quant_format=QuantFormat.QDQ instead)"
+                } else {
+                    ""
+                }
             );
             let name = if n.name.is_empty() {
                 format!("#{i}")
