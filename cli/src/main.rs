@@ -366,7 +366,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(_) => println!(
                     "per node: skipped, converting {} with these options does not give {} \
-                     (pass the --calib and --calibration it was converted with)",
+                     (pass the --calib, --calibration, --no-bias-correction it was converted with)",
                     onnx.display(),
                     model.display()
                 ),
