@@ -506,6 +506,70 @@ mod tests {
         assert!(h.error((lo, hi)) < h.error((h.lo, h.hi())));
     }
 
+    /// The column means give the mean over output positions of a padded, strided, grouped
+    /// convolution of the map, as the convolution computed position by position does.
+    #[test]
+    fn conv_column_means_average_the_convolution() {
+        let (ch, h, w, out_channels, groups) = (4usize, 5usize, 6usize, 6usize, 2usize);
+        let map: Vec<f64> = (0..ch * h * w)
+            .map(|i| ((i * 37) % 11) as f64 - 5.0)
+            .collect();
+        let conv = m::Conv {
+            input: 0,
+            one_d: false,
+            out_channels: out_channels as u32,
+            window: m::Window {
+                kernel: [3, 2],
+                stride: [2, 1],
+                pads: [1, 0, 2, 1],
+            },
+            groups: groups as u32,
+            out: Output {
+                requant: vec![m::Scale::from_f64(0.5).unwrap()],
+                zero_point: 0,
+                act_min: -128,
+                act_max: 127,
+            },
+            bias: vec![0; out_channels],
+            weights: (0..out_channels * 2 * 3 * 2)
+                .map(|i| (i % 7) as i8 - 3)
+                .collect(),
+        };
+        let cols = conv_column_means(&conv, &[ch as u32, h as u32, w as u32], &map);
+        let (oh, ow) = ((h + 1 + 2 - 3) / 2 + 1, (w + 1 - 2) + 1);
+        let fan_in = 2 * 3 * 2;
+        for o in 0..out_channels {
+            let g = o / (out_channels / groups);
+            let mut direct = 0.0;
+            for r in 0..oh {
+                for q in 0..ow {
+                    for ic in 0..2 {
+                        for i in 0..3 {
+                            for j in 0..2 {
+                                let (y, x) = ((r * 2 + i) as isize - 1, (q + j) as isize);
+                                if (0..h as isize).contains(&y) && (0..w as isize).contains(&x) {
+                                    let wgt = conv.weights[o * fan_in + (ic * 3 + i) * 2 + j];
+                                    let c = g * 2 + ic;
+                                    direct +=
+                                        wgt as f64 * map[(c * h + y as usize) * w + x as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let via_cols: f64 = conv.weights[o * fan_in..(o + 1) * fan_in]
+                .iter()
+                .zip(&cols[o * fan_in..])
+                .map(|(&w, c)| w as f64 * c)
+                .sum();
+            assert!(
+                (via_cols - direct / (oh * ow) as f64).abs() < 1e-9,
+                "channel {o}"
+            );
+        }
+    }
+
     #[test]
     fn uniform_values_keep_their_range() {
         let v: Vec<f32> = (0..=1000).map(|i| -1.0 + i as f32 / 500.0).collect();
