@@ -404,7 +404,7 @@ fn mean_accumulator(
 }
 
 /// Dense over the last axis of `shape`: the mean of each input feature over the leading
-/// positions, repeated for no channel (all channels read the same columns).
+/// positions (one set for all channels: they read the same columns).
 fn dense_column_means(shape: &[u32], mean: &[f64]) -> Vec<f64> {
     let k = *shape.last().unwrap_or(&1) as usize;
     let positions = (mean.len() / k.max(1)).max(1);
