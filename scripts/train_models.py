@@ -12,6 +12,7 @@ Usage (from the repo root):
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements.txt
     .venv/bin/python scripts/train_models.py            # writes models/
     .venv/bin/python scripts/train_models.py --out DIR  # elsewhere
+    .venv/bin/python scripts/train_models.py --only digits_sensitive_cnn  # one model
 
 Outputs (all deterministic, fixed seeds):
 
@@ -29,6 +30,9 @@ dynamic batch dim "N", output "output"):
     digits_cnn    [N,1,8,8] Conv -> BatchNormalization -> Relu -> MaxPool
                             -> Conv -> Relu -> MaxPool -> Flatten -> Gemm
                             -> Softmax(axis=1)
+    digits_sensitive_cnn [N,1,8,8] Conv -> Relu -> MaxPool -> Conv -> Relu -> Flatten
+                            -> Gemm (random convolutions, least-squares Gemm,
+                            logits out: issue 12's quantization-sensitive CNN)
     credit_mlp    [N,30]    Gemm -> Relu -> Gemm -> Sigmoid
     diabetes_reg  [N,10]    Gemm -> Relu -> Gemm        (linear output)
     residual_mlp  [N,13]    Gemm -> Relu -> Gemm -> Relu -> Add(residual)
