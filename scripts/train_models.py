@@ -12,6 +12,7 @@ Usage (from the repo root):
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements.txt
     .venv/bin/python scripts/train_models.py            # writes models/
     .venv/bin/python scripts/train_models.py --out DIR  # elsewhere
+    .venv/bin/python scripts/train_models.py --only digits_sensitive_cnn  # one model
 
 Outputs (all deterministic, fixed seeds):
 
@@ -29,6 +30,9 @@ dynamic batch dim "N", output "output"):
     digits_cnn    [N,1,8,8] Conv -> BatchNormalization -> Relu -> MaxPool
                             -> Conv -> Relu -> MaxPool -> Flatten -> Gemm
                             -> Softmax(axis=1)
+    digits_sensitive_cnn [N,1,8,8] Conv -> Relu -> MaxPool -> Conv -> Relu -> Flatten
+                            -> Gemm (random convolutions, least-squares Gemm,
+                            logits out: issue 12's quantization-sensitive CNN)
     credit_mlp    [N,30]    Gemm -> Relu -> Gemm -> Sigmoid
     diabetes_reg  [N,10]    Gemm -> Relu -> Gemm        (linear output)
     residual_mlp  [N,13]    Gemm -> Relu -> Gemm -> Relu -> Add(residual)
@@ -409,6 +413,49 @@ def build_digits_cnn():
                 ref=ref, metrics={"accuracy": acc, "train_accuracy": train_acc}, kind="multiclass")
 
 
+def build_digits_sensitive_cnn():
+    """A CNN built the way quick experiments often are: random convolutions (no training)
+    as a feature extractor and a final Gemm fitted by least squares to one-hot targets.
+    Its float accuracy is fine, but the least-squares weights cancel large terms against
+    each other, so small activation errors move the logits a lot: the converter's
+    calibration has to be good for int8 to keep its predictions (issue 12)."""
+    xtr, xte, ytr, yte = digits_data()
+    xtr = xtr.reshape(-1, 1, 8, 8)
+    xte = xte.reshape(-1, 1, 8, 8)
+    rng = np.random.default_rng(12)
+    p = {
+        "conv1.weight": rng.normal(0.0, 0.5, (8, 1, 3, 3)), "conv1.bias": np.zeros(8),
+        "conv2.weight": rng.normal(0.0, 0.3, (16, 8, 3, 3)), "conv2.bias": np.zeros(16),
+    }
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+
+    def features(x):
+        h = np.maximum(conv_fwd(x, p32["conv1.weight"], p32["conv1.bias"])[0], 0)
+        h = pool_fwd(h)[0]
+        h = np.maximum(conv_fwd(h, p32["conv2.weight"], p32["conv2.bias"])[0], 0)
+        return h.reshape(len(x), -1)
+
+    f = features(xtr.astype(np.float64))
+    a = np.hstack([f, np.ones((len(f), 1))])
+    w = np.linalg.lstsq(a, np.eye(10)[ytr], rcond=None)[0]  # [257, 10]
+    p32["fc.weight"] = w[:-1].T.astype(np.float32)
+    p32["fc.bias"] = w[-1].astype(np.float32)
+    ref = features(xte) @ p32["fc.weight"].T.astype(np.float64) + p32["fc.bias"]
+    acc = float((ref.argmax(axis=1) == yte).mean())
+
+    g = Graph("digits_sensitive_cnn")
+    h = g.conv("conv1", "input", p32["conv1.weight"], p32["conv1.bias"], pad=1)
+    h = g.node("Relu", "relu1", [h])
+    h = g.maxpool("pool1", h, 2)
+    h = g.conv("conv2", h, p32["conv2.weight"], p32["conv2.bias"], pad=1)
+    h = g.node("Relu", "relu2", [h])
+    h = g.node("Flatten", "flatten", [h], axis=1)
+    g.gemm("fc", h, p32["fc.weight"], p32["fc.bias"], out="output")
+    model = g.model(["N", 1, 8, 8], ["N", 10])
+    return dict(name="digits_sensitive_cnn", model=model, calib=xtr[:N_CALIB], test_x=xte,
+                test_y=yte, ref=ref, metrics={"accuracy": acc}, kind="multiclass")
+
+
 def build_credit_mlp():
     d = load_breast_cancer()  # target 1 = benign ("good credit" analog), 0 = malignant
     x = d.data.astype(np.float32)
@@ -525,7 +572,7 @@ def build_residual_mlp():
 # --------------------------------------------------------------------------
 # verification, export, description
 # --------------------------------------------------------------------------
-THRESHOLDS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "credit_mlp": 0.93, "residual_mlp": 0.90}
+THRESHOLDS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "digits_sensitive_cnn": 0.95, "credit_mlp": 0.93, "residual_mlp": 0.90}
 
 
 class BatchNormalization(OpRun):
@@ -598,6 +645,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(here), "models"))
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
     args = ap.parse_args()
     out_dir = args.out
     data_dir = os.path.join(out_dir, "data")
@@ -605,7 +653,11 @@ def main() -> int:
 
     t0 = time.time()
     metrics = {}
-    for build in (build_digits_mlp, build_digits_cnn, build_credit_mlp, build_diabetes_reg, build_residual_mlp):
+    builds = (build_digits_mlp, build_digits_cnn, build_digits_sensitive_cnn, build_credit_mlp,
+              build_diabetes_reg, build_residual_mlp)
+    if args.only:
+        builds = [b for b in builds if b.__name__.removeprefix("build_") in args.only]
+    for build in builds:
         t = time.time()
         res = build()
         name = res["name"]
@@ -624,7 +676,11 @@ def main() -> int:
         print(f"{name}: {shown}  ({time.time() - t:.1f}s)")
         print(describe(res["model"]))
 
-    with open(os.path.join(out_dir, "float_metrics.json"), "w") as f:
+    metrics_path = os.path.join(out_dir, "float_metrics.json")
+    if args.only and os.path.exists(metrics_path):  # keep the other models' entries
+        with open(metrics_path) as f:
+            metrics = {**json.load(f), **metrics}
+    with open(metrics_path, "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
         f.write("\n")
     print(f"done in {time.time() - t0:.1f}s -> {out_dir}")

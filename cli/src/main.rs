@@ -27,12 +27,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Quantize a float ONNX model into a Myelin model, calibrating on sample rows.
+    /// Quantize a float ONNX model into a Myelin model, calibrating on sample rows (or with
+    /// the scales of a QDQ model quantized by onnxruntime).
     Convert {
         onnx: PathBuf,
-        /// Calibration rows (float32 .npy, first axis = samples).
-        #[arg(long)]
-        calib: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
         #[arg(short, long)]
         output: PathBuf,
         /// Print the per-layer conversion report.
@@ -61,12 +61,16 @@ enum Command {
         #[arg(long)]
         labels: PathBuf,
     },
-    /// Float ONNX vs quantized Myelin model on the same rows: what quantization cost.
+    /// Float ONNX vs quantized Myelin model on the same rows: what quantization cost. With
+    /// the conversion's own options (--calib ... as given to `convert`; none for a QDQ
+    /// model), also the error of every node against the float tensor it approximates.
     Compare {
         onnx: PathBuf,
         model: PathBuf,
         #[arg(long)]
         input: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
     },
     /// Play conformance vectors (tests/vectors/*.json, schema in docs/SPEC.md) through the
     /// precompile: one ok/FAIL line per vector; exits non-zero if any fails.
@@ -97,6 +101,32 @@ enum Command {
         abi: bool,
         calldata: String,
     },
+}
+
+/// How `convert` quantizes (and `compare` re-converts to find each node's quantization).
+#[derive(clap::Args)]
+struct QuantArgs {
+    /// Calibration rows (float32 .npy, first axis = samples); optional for a QDQ model.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// How activation ranges are chosen from the calibration rows.
+    #[arg(long, value_enum, default_value_t)]
+    calibration: convert::Calibration,
+    /// Keep the biases as trained (no correction of each layer's mean error).
+    #[arg(long)]
+    no_bias_correction: bool,
+}
+
+impl QuantArgs {
+    fn convert(&self, onnx: &Path, progress: bool) -> Result<convert::Converted> {
+        let calib = self.calib.as_deref().map(npy::read).transpose()?;
+        let opts = ConvertOptions {
+            progress,
+            calibration: self.calibration,
+            bias_correction: !self.no_bias_correction,
+        };
+        convert::convert(onnx, calib.as_ref(), &opts)
+    }
 }
 
 #[derive(Subcommand)]
@@ -176,13 +206,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert {
             onnx,
-            calib,
+            quant,
             output,
             report,
         } => {
-            let calib = npy::read(&calib)?;
-            eprintln!("calibrating on {} rows of {}", calib.rows(), onnx.display());
-            let c = convert::convert_onnx(&onnx, &calib, &ConvertOptions { progress: true })?;
+            let c = quant.convert(&onnx, true)?;
             std::fs::write(&output, &c.bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             if report {
@@ -323,8 +351,13 @@ fn run(cli: Cli) -> Result<()> {
                 ys.len()
             );
         }
-        Command::Compare { onnx, model, input } => {
-            let (_, v) = load(&model)?;
+        Command::Compare {
+            onnx,
+            model,
+            input,
+            quant,
+        } => {
+            let (bytes, v) = load(&model)?;
             let x = npy::read(&input)?;
             let q = infer_rows(&v, &x)?;
             let f = convert::run_float(&onnx, &x)?.to_f32();
@@ -343,6 +376,20 @@ fn run(cli: Cli) -> Result<()> {
                 "max abs error {max_err:.6}, mean abs error {:.6}",
                 sum_err / f.len() as f64
             );
+            // each node's quantization is not in the model: convert again to learn it
+            match quant.convert(&onnx, false) {
+                Ok(c) if c.bytes == bytes => {
+                    let errors = convert::layer_errors(&onnx, &c, &x)?;
+                    print!("per node:\n{}", convert::format_layer_errors(&errors));
+                }
+                Ok(_) => println!(
+                    "per node: skipped, converting {} with these options does not give {} \
+                     (pass the --calib, --calibration, --no-bias-correction it was converted with)",
+                    onnx.display(),
+                    model.display()
+                ),
+                Err(e) => println!("per node: skipped ({e:#})"),
+            }
         }
         Command::Conformance { vectors } => {
             let text = std::fs::read_to_string(&vectors)

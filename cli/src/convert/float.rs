@@ -290,7 +290,13 @@ impl<'g> Runner<'g> {
             .ok_or_else(|| anyhow!("graph output `{}` is never produced", g.output))
     }
 
-    fn get(&self, env: &Env<'_>, node: &Node, i: usize) -> Result<Tensor> {
+    /// The graph being run.
+    pub(super) fn graph(&self) -> &'g Graph {
+        self.graph
+    }
+
+    /// Input `i` of `node`: a tensor computed so far or a constant.
+    pub(super) fn get(&self, env: &Env<'_>, node: &Node, i: usize) -> Result<Tensor> {
         let name = node
             .input(i)
             .ok_or_else(|| anyhow!("{}: missing input {i}", node.describe()))?;

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use prost::Message;
 
 use super::proto::{self, attr_type, data_type};
+use super::qdq;
 
 /// A constant tensor. Floating-point data is kept as `f32` (ONNX models store `float`);
 /// integer data (shapes, axes) as `i64`.
@@ -156,6 +157,9 @@ pub struct Graph {
     pub id_inputs: Vec<IdInput>,
     pub output: String,
     pub consts: HashMap<String, Const>,
+    /// The integer constants stored as uint8 (a QuantizeLinear's output type is its zero
+    /// point's, which the values alone do not tell).
+    pub uint8: HashSet<String>,
     pub nodes: Vec<Node>,
 }
 
@@ -177,7 +181,11 @@ impl Graph {
             .graph
             .ok_or_else(|| anyhow!("the model has no graph"))?;
         let mut consts = HashMap::new();
+        let mut uint8 = HashSet::new();
         for t in &g.initializer {
+            if t.data_type == data_type::UINT8 {
+                uint8.insert(t.name.clone());
+            }
             consts.insert(
                 t.name.clone(),
                 tensor(t).with_context(|| format!("initializer `{}`", t.name))?,
@@ -242,10 +250,16 @@ impl Graph {
         for (i, n) in g.node.iter().enumerate() {
             ensure!(
                 n.domain.is_empty() || n.domain == "ai.onnx",
-                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported",
+                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported{}",
                 n.name,
                 n.op_type,
-                n.domain
+                n.domain,
+                if n.op_type.starts_with('Q') {
+                    " (onnxruntime's QOperator format: quantize with \
+                     quant_format=QuantFormat.QDQ instead)"
+                } else {
+                    ""
+                }
             );
             let name = if n.name.is_empty() {
                 format!("#{i}")
@@ -285,7 +299,27 @@ impl Graph {
                     data: ConstData::F32(c.f32()),
                 };
                 consts.insert(node.outputs[0].clone(), value);
+            } else if node.op == "DequantizeLinear"
+                && node.outputs.len() == 1
+                && node
+                    .inputs
+                    .iter()
+                    .all(|i| i.is_empty() || consts.contains_key(i))
+            {
+                // quantized weights and biases (QDQ models): their float values
+                let value =
+                    qdq::dequantize_const(&node, &consts).with_context(|| node.describe())?;
+                consts.insert(node.outputs[0].clone(), value);
             } else if node.op == "Constant" {
+                let uint8_value = n.attribute.iter().any(|a| {
+                    a.name == "value"
+                        && a.t
+                            .as_ref()
+                            .is_some_and(|t| t.data_type == data_type::UINT8)
+                });
+                if let (true, Some(out)) = (uint8_value, node.outputs.first()) {
+                    uint8.insert(out.clone());
+                }
                 // `value`, or one of the scalar/list forms of opset 12
                 let value = [
                     "value",
@@ -342,6 +376,7 @@ impl Graph {
             id_inputs,
             output,
             consts,
+            uint8,
             nodes: kept,
         })
     }

@@ -42,8 +42,9 @@ mod embedding;
 pub(super) use embedding::lower_gather;
 use embedding::IdSlice;
 
-/// Calibrated `(min, max)` of every ONNX tensor, by name.
-pub type Ranges = HashMap<String, (f32, f32)>;
+/// Calibrated `(min, max)` of every ONNX tensor, by name (f64: a QDQ model's range
+/// `[(qmin − z)·s, (qmax − z)·s]` then gives back its f32 scale `s` exactly).
+pub type Ranges = HashMap<String, (f64, f64)>;
 
 /// A Myelin tensor: id, shape (no batch axis) and quantization.
 #[derive(Clone, Debug)]
@@ -230,8 +231,24 @@ pub struct Lowered {
     pub model: Model,
     /// Per Myelin node, the ONNX nodes it was made from.
     pub sources: Vec<String>,
+    /// What each Myelin tensor (by id) approximates, where it stands for an ONNX tensor.
+    pub tensors: HashMap<TensorId, TensorQuant>,
+    /// Per Dense/Conv node (by index), the ONNX tensor its accumulator approximates: its
+    /// output before a fused Relu/Clip, which bias correction compares means with.
+    pub pre_activation: HashMap<usize, String>,
     pub report: String,
 }
+
+/// The ONNX tensor a Myelin tensor stands for and its quantization (`real = (q − zp) · scale`).
+#[derive(Clone, Debug)]
+pub struct TensorQuant {
+    pub onnx: String,
+    pub q: ActQuant,
+}
+
+/// Float amounts subtracted from the biases of layers (bias correction), keyed by the ONNX
+/// tensor of the layer's output before its activation.
+pub type BiasShift = HashMap<String, Vec<f64>>;
 
 /// The state of [`lower`] between nodes.
 pub(super) struct Lowerer<'a> {
@@ -249,11 +266,21 @@ pub(super) struct Lowerer<'a> {
     ids: HashMap<String, IdSlice>,
     /// Per index input, the limit of each id: the rows of the smallest table reading it.
     limits: Vec<Vec<u16>>,
+    bias_shift: &'a BiasShift,
+    tensors: HashMap<TensorId, TensorQuant>,
+    pre_activation: HashMap<usize, String>,
+    /// A fused activation's output → the tensor it was fused onto.
+    fused_onto: HashMap<String, String>,
 }
 
 /// Lowers `graph` (whose tensors were calibrated into `ranges`) for inputs of `input_shape`
-/// (batch axis dropped).
-pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lowered> {
+/// (batch axis dropped), subtracting `bias_shift` from the biases of the layers it names.
+pub fn lower(
+    graph: &Graph,
+    ranges: &Ranges,
+    input_shape: &[usize],
+    bias_shift: &BiasShift,
+) -> Result<Lowered> {
     let mut l = Lowerer {
         graph,
         ranges,
@@ -265,6 +292,10 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
         folded: HashSet::new(),
         ids: HashMap::new(),
         limits: Vec::new(),
+        bias_shift,
+        tensors: HashMap::new(),
+        pre_activation: HashMap::new(),
+        fused_onto: HashMap::new(),
     };
     for (k, input) in graph.id_inputs.iter().enumerate() {
         let slice = IdSlice {
@@ -291,8 +322,8 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
         "input `{}` {:?}: calibrated range [{lo:.6}, {hi:.6}] -> scale {:.6e}, zero point {}",
         graph.input, input_shape, input_q.scale, input_q.zp
     );
-    l.vals.insert(
-        graph.input.clone(),
+    l.set(
+        &graph.input,
         Val::Act(Act {
             id: 0,
             shape: input_shape.to_vec(),
@@ -340,6 +371,8 @@ pub fn lower(graph: &Graph, ranges: &Ranges, input_shape: &[usize]) -> Result<Lo
     Ok(Lowered {
         model,
         sources: l.sources,
+        tensors: l.tensors,
+        pre_activation: l.pre_activation,
         report: l.report,
     })
 }
@@ -431,11 +464,13 @@ fn fmt_range(v: impl Iterator<Item = f64>) -> String {
 }
 
 impl Lowerer<'_> {
-    fn range(&self, name: &str) -> Result<(f32, f32)> {
-        self.ranges
-            .get(name)
-            .copied()
-            .ok_or_else(|| anyhow!("tensor `{name}` was never seen during calibration"))
+    fn range(&self, name: &str) -> Result<(f64, f64)> {
+        self.ranges.get(name).copied().ok_or_else(|| {
+            anyhow!(
+                "tensor `{name}` has no range: it was never seen during calibration, and no \
+                     QuantizeLinear gives its scale (pass --calib rows)"
+            )
+        })
     }
 
     fn konst(&self, name: &str) -> Option<&Const> {
@@ -467,12 +502,12 @@ impl Lowerer<'_> {
             }
             Some(Val::Pending(p)) => {
                 let a = self.materialize(p, Activation::None)?;
-                self.vals.insert(name.to_string(), Val::Act(a.clone()));
+                self.set(name, Val::Act(a.clone()));
                 Ok(a)
             }
             Some(Val::Chain(c)) => {
                 let a = self.emit_chain(name, c)?;
-                self.vals.insert(name.to_string(), Val::Act(a.clone()));
+                self.set(name, Val::Act(a.clone()));
                 Ok(a)
             }
             None if self.ids.contains_key(name) => bail!(
@@ -562,6 +597,13 @@ impl Lowerer<'_> {
     }
 
     fn set(&mut self, name: &str, v: Val) {
+        if let Val::Act(a) = &v {
+            // the first ONNX tensor a Myelin tensor is stored under is the one it computes
+            self.tensors.entry(a.id).or_insert_with(|| TensorQuant {
+                onnx: name.to_string(),
+                q: a.q,
+            });
+        }
         self.vals.insert(name.to_string(), v);
     }
 
@@ -594,7 +636,12 @@ impl Lowerer<'_> {
             Activation::Clip(a, b) => format!(" clip({a}, {b})"),
         };
         let id = match p.op {
-            PendingOp::Layer(layer) => {
+            PendingOp::Layer(mut layer) => {
+                let pre = self.fused_onto.get(&p.name).unwrap_or(&p.name).clone();
+                if let Some(shift) = self.bias_shift.get(&pre) {
+                    layer.bias.iter_mut().zip(shift).for_each(|(b, d)| *b -= d);
+                }
+                self.pre_activation.insert(self.nodes.len(), pre);
                 let ql = quant::quantize_layer(
                     &layer.weights,
                     &layer.bias,
@@ -843,6 +890,7 @@ pub(super) fn lower_activation(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
         return Ok(());
     }
     if let Some(mut p) = lowerer.take_pending(name) {
+        lowerer.fused_onto.insert(out.clone(), p.name.clone());
         p.name = out.clone();
         p.sources.push(node.name.clone());
         let a = lowerer.materialize(p, act)?;

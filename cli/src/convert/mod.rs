@@ -3,13 +3,18 @@
 //! (format v1, `docs/SPEC.md`).
 //!
 //! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read).
-//! 2. [`float`] runs the float graph on every calibration row and records the range of every
-//!    tensor.
+//! 2. [`float`] runs the float graph on every calibration row and [`calibrate`] chooses the
+//!    range of every tensor (min/max, percentile or MSE-optimal clipping); a model already
+//!    quantized in the QDQ format brings its own scales ([`qdq`]) and needs no rows.
 //! 3. [`lower`] maps ONNX nodes to Myelin nodes (folding BatchNormalization and constant
 //!    biases and scales, fusing Relu/Clip, turning each chain of elementwise ops of one
 //!    tensor into one lookup table) and quantizes them with [`quant`]'s TFLite-style scheme.
+//!    With bias correction, [`calibrate`] then measures the mean error of every layer on
+//!    the calibration rows and the graph is lowered again with corrected biases.
 //! 4. The model is checked with `myelin_precompile::validate::validate` and round-tripped
 //!    through the canonical encoding.
+//!
+//! [`layers`] measures, node by node, how far the integer model is from the float one.
 //!
 //! Steps 2 and 3 handle each ONNX op type through its row in [`ops`], the one list of the
 //! supported op types.
@@ -17,33 +22,56 @@
 //! The ONNX batch axis is dropped: a model with input `[N, 1, 8, 8]` becomes a Myelin model
 //! with input `[1, 8, 8]`.
 
+mod calibrate;
 pub mod float;
 pub mod graph;
+mod layers;
 mod lower;
 mod ops;
 pub mod proto;
+mod qdq;
 pub mod quant;
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, ensure, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+
+use anyhow::{anyhow, ensure, Result};
 use myelin_precompile::error::{Code, HEADER};
 use myelin_precompile::input::Input;
-use myelin_precompile::model::Model;
+use myelin_precompile::model::{Model, TensorId};
 use myelin_precompile::validate::{self, ValidModel};
 use myelin_precompile::ModelError;
 
 use crate::npy;
+pub use calibrate::Calibration;
+use calibrate::Rows;
 use float::{Feed, Runner, Tensor};
-use graph::Graph;
-use lower::Ranges;
+use graph::{Dim, Graph};
+pub use layers::{format_layer_errors, layer_errors, LayerError};
+pub use lower::TensorQuant;
+use lower::{BiasShift, Ranges};
 
-/// Options of [`convert_onnx`].
-#[derive(Clone, Debug, Default)]
+/// Options of [`convert`].
+#[derive(Clone, Debug)]
 pub struct ConvertOptions {
     /// Show a progress bar (on stderr) over the calibration rows.
     pub progress: bool,
+    /// How activation ranges are chosen from the calibration rows.
+    pub calibration: Calibration,
+    /// Correct every layer's bias by its mean error on the calibration rows (not for QDQ
+    /// models, whose biases are kept as quantized).
+    pub bias_correction: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            progress: false,
+            calibration: Calibration::default(),
+            bias_correction: true,
+        }
+    }
 }
 
 /// A converted model and a human-readable account of the conversion.
@@ -55,6 +83,8 @@ pub struct Converted {
     /// Per node: the ONNX nodes it came from, the Myelin op, shapes, scales and zero points,
     /// multipliers; then totals.
     pub report: String,
+    /// What each Myelin tensor approximates (for [`layer_errors`]).
+    pub tensors: HashMap<TensorId, TensorQuant>,
 }
 
 /// Rows per float-interpreter call (calibration and [`run_float`]).
@@ -67,17 +97,70 @@ pub fn convert_onnx(
     calib: &npy::Array,
     opts: &ConvertOptions,
 ) -> Result<Converted> {
+    convert(onnx_path, Some(calib), opts)
+}
+
+/// [`convert_onnx`], where the calibration rows are optional for a QDQ model (whose
+/// QuantizeLinear nodes give every range); with rows, they calibrate what the QDQ nodes
+/// leave unquantized.
+pub fn convert(
+    onnx_path: &Path,
+    calib: Option<&npy::Array>,
+    opts: &ConvertOptions,
+) -> Result<Converted> {
     let graph = Graph::load(onnx_path)?;
-    ensure!(
-        calib.shape.len() >= 2 && calib.rows() > 0,
-        "calibration data must be [samples, ...] with at least one sample; got {:?}",
-        calib.shape
-    );
-    let sample_shape = graph.sample_shape(&calib.shape[1..])?;
-    let ranges = calibrate(&graph, calib, &sample_shape, opts.progress)?;
-    let lowered = lower::lower(&graph, &ranges, &sample_shape)?;
-    let model = validate::validate(lowered.model.clone())
-        .map_err(|e| explain(e, &lowered.model, &lowered.sources))?;
+    let fixed = qdq::ranges(&graph)?;
+    let is_qdq = !fixed.is_empty();
+    let sample_shape = match calib {
+        Some(calib) => {
+            ensure!(
+                calib.shape.len() >= 2 && calib.rows() > 0,
+                "calibration data must be [samples, ...] with at least one sample; got {:?}",
+                calib.shape
+            );
+            graph.sample_shape(&calib.shape[1..])?
+        }
+        None => {
+            ensure!(
+                is_qdq,
+                "calibration rows are needed (--calib): the model is a float model, with no \
+                 QuantizeLinear nodes to take scales from"
+            );
+            declared_sample_shape(&graph)?
+        }
+    };
+    let rows = calib
+        .map(|c| Rows::new(&graph, c, &sample_shape))
+        .transpose()?;
+    let mut ranges = match &rows {
+        Some(rows) => calibrate::ranges(rows, opts.calibration, opts.progress)?,
+        None => Ranges::new(),
+    };
+    ranges.extend(fixed); // a QDQ model's own scales win
+    let lower_with = |shift: &BiasShift| lower::lower(&graph, &ranges, &sample_shape, shift);
+    let validate = |l: &lower::Lowered| {
+        validate::validate(l.model.clone()).map_err(|e| explain(e, &l.model, &l.sources))
+    };
+    let mut lowered = lower_with(&BiasShift::new())?;
+    let mut how = match (calib, is_qdq) {
+        (None, _) => "scales and zero points of its QuantizeLinear nodes (QDQ)".to_string(),
+        (Some(c), true) => format!(
+            "scales of its QuantizeLinear nodes (QDQ), the rest calibrated on {} rows ({:?})",
+            c.rows(),
+            opts.calibration
+        ),
+        (Some(c), false) => format!("calibrated on {} rows ({:?})", c.rows(), opts.calibration),
+    };
+    if let (Some(rows), true, false) = (&rows, opts.bias_correction, is_qdq) {
+        let (corrected, shift) = calibrate::bias_shift(rows, lowered, lower_with, validate)?;
+        lowered = corrected;
+        let largest = shift.values().flatten().fold(0f64, |m, d| m.max(d.abs()));
+        how.push_str(&format!(
+            ", bias correction of {} layers (largest {largest:.3e})",
+            shift.len()
+        ));
+    }
+    let model = validate(&lowered)?;
     let bytes = myelin_precompile::encode(model.model());
     let decoded = myelin_precompile::decode(&bytes)
         .map_err(|e| anyhow!("internal error: the encoded model does not decode: {e}"))?;
@@ -87,12 +170,11 @@ pub fn convert_onnx(
     );
     let analysis = model.analysis();
     let mut report = format!(
-        "{} -> Myelin (format v{}): {} ONNX nodes -> {} Myelin nodes, calibrated on {} rows\n",
+        "{} -> Myelin (format v{}): {} ONNX nodes -> {} Myelin nodes, {how}\n",
         onnx_path.display(),
         bytes[4],
         graph.nodes.len(),
         lowered.model.nodes.len(),
-        calib.rows()
     );
     report.push_str(&lowered.report);
     report.push_str(&format!(
@@ -106,7 +188,29 @@ pub fn convert_onnx(
         model,
         bytes,
         report,
+        tensors: lowered.tensors,
     })
+}
+
+/// The input shape the model declares, without its batch axis (when no rows tell it).
+fn declared_sample_shape(graph: &Graph) -> Result<Vec<usize>> {
+    let dims: Option<Vec<usize>> = graph
+        .input_dims
+        .iter()
+        .skip(1)
+        .map(|d| match d {
+            Dim::Known(v) => Some(*v),
+            Dim::Symbolic(_) => None,
+        })
+        .collect();
+    let dims = dims.ok_or_else(|| {
+        anyhow!(
+            "the input shape {:?} has symbolic dimensions besides the batch axis: pass --calib \
+             rows to fix it",
+            graph.input_dims
+        )
+    })?;
+    graph.sample_shape(&dims)
 }
 
 /// Adds to a validation error which layer failed and which ONNX nodes it came from.
@@ -165,57 +269,6 @@ fn batch(
         ),
         ids,
     }
-}
-
-fn calibrate(
-    graph: &Graph,
-    calib: &npy::Array,
-    sample_shape: &[usize],
-    progress: bool,
-) -> Result<Ranges> {
-    let data = calib.to_f32();
-    ensure!(
-        data.iter().all(|v| v.is_finite()),
-        "calibration data contains NaN or infinite values"
-    );
-    let bar = if progress {
-        ProgressBar::new(calib.rows() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} rows [{elapsed_precise}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let runner = Runner::new(graph);
-    let mut ranges = Ranges::new();
-    let mut bad: Option<String> = None;
-    for start in (0..calib.rows()).step_by(CHUNK) {
-        let end = (start + CHUNK).min(calib.rows());
-        let mut observe = |name: &str, t: &Tensor| {
-            let (lo, hi) = t
-                .data
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
-            if !(lo.is_finite() && hi.is_finite()) && bad.is_none() {
-                bad = Some(name.to_string());
-            }
-            let r = ranges.entry(name.to_string()).or_insert((lo, hi));
-            *r = (r.0.min(lo), r.1.max(hi));
-        };
-        runner.run(
-            batch(graph, calib, &data, sample_shape, start, end),
-            &mut observe,
-        )?;
-        bar.inc((end - start) as u64);
-    }
-    bar.finish_and_clear();
-    if let Some(name) = bad {
-        bail!("tensor `{name}` takes non-finite values on the calibration data");
-    }
-    Ok(ranges)
 }
 
 /// Runs the float ONNX model on `x` (first axis = samples) and returns `[N, ...]` outputs.

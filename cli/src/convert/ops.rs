@@ -17,13 +17,16 @@
 //! LayerNorm, and so is the ReduceMean … Div (· γ + β) chain PyTorch writes for it before
 //! opset 17, matched from its first ReduceMean (see `Lowerer::decomposed_layer_norm`).
 //! Dropout (inference) and Cast to float are the identity; `Constant` nodes are read into
-//! the graph's constants when it is loaded (no row).
+//! the graph's constants when it is loaded (no row). QuantizeLinear / DequantizeLinear of an
+//! activation (QDQ models) round to their grid in float and lower to nothing: their scale
+//! and zero point become the tensor's quantization (see [`qdq`]).
 
 use anyhow::{anyhow, Result};
 
 use super::float::{self, Env, Runner, Tensor};
 use super::graph::Node;
 use super::lower::{self, Lowerer};
+use super::qdq;
 
 /// How the converter handles one ONNX op type.
 pub(super) struct OnnxOp {
@@ -286,6 +289,16 @@ const OPS: &[OnnxOp] = &[
         name: "Cast",
         eval: float::eval_cast,
         lower: lower::lower_cast,
+    },
+    OnnxOp {
+        name: "QuantizeLinear",
+        eval: qdq::eval_quantize,
+        lower: lower::lower_identity,
+    },
+    OnnxOp {
+        name: "DequantizeLinear",
+        eval: qdq::eval_dequantize,
+        lower: lower::lower_identity,
     },
 ];
 

@@ -15,8 +15,8 @@ pub struct ActQuant {
 
 /// Asymmetric int8 quantization of the range `[min, max]`, widened to contain 0 so that real
 /// zero (ReLU's floor, padding) is exact.
-pub fn act_quant(min: f32, max: f32) -> ActQuant {
-    let (min, max) = ((min as f64).min(0.0), (max as f64).max(0.0));
+pub fn act_quant(min: f64, max: f64) -> ActQuant {
+    let (min, max) = (min.min(0.0), max.max(0.0));
     let span = max - min;
     // An all-zero tensor: any scale represents it; pick one that keeps multipliers sane.
     let scale = if span > 1e-12 {
@@ -79,7 +79,9 @@ pub struct QuantLayer {
 const MAX_BIAS_STEPS: f64 = (1u32 << 24) as f64;
 
 /// Symmetric per-channel weights `s_w[o] = max|w[o]| / 127`, biases
-/// `round(b / (s_in · s_w[o]))`, multipliers `s_in · s_w[o] / s_out`.
+/// `round(b / (s_in · s_w[o]))`, multipliers `s_in · s_w[o] / s_out`. Weights that already
+/// lie on one int8 grid for the whole layer (quantized per tensor before: a QDQ model's)
+/// keep that grid ([`tensor_grid`]), so their integers are the file's.
 ///
 /// Two guards for degenerate channels: an all-zero weight row gets `s_w = s_out / s_in`
 /// (multiplier 1: the bias is quantized at the output scale), and a channel whose weights are
@@ -95,12 +97,13 @@ pub fn quantize_layer(weights: &[f64], bias: &[f64], s_in: f64, s_out: f64) -> R
         requant: Vec::with_capacity(channels),
         weight_scales: Vec::with_capacity(channels),
     };
+    let grid = tensor_grid(weights);
     for (o, row) in weights.chunks(fan_in).enumerate() {
         let wmax = row.iter().fold(0f64, |m, w| m.max(w.abs()));
-        let s_w = if wmax > 0.0 {
-            wmax / 127.0
-        } else {
-            s_out / s_in
+        let s_w = match grid {
+            Some(s) => s,
+            None if wmax > 0.0 => wmax / 127.0,
+            None => s_out / s_in,
         };
         let s_w = s_w.max(bias[o].abs() / (s_in * MAX_BIAS_STEPS));
         out.weights.extend(
@@ -122,6 +125,18 @@ pub fn quantize_layer(weights: &[f64], bias: &[f64], s_in: f64, s_out: f64) -> R
         out.requant.truncate(1);
     }
     Ok(out)
+}
+
+/// The step `s = max|w| / 127` of a symmetric per-tensor int8 grid, if every weight is a whole
+/// number of steps (to within the f32 rounding of `k · s`, far below half a step). Trained
+/// float weights never are; weights dequantized from a per-tensor int8 tensor always are.
+fn tensor_grid(weights: &[f64]) -> Option<f64> {
+    let s = weights.iter().fold(0f64, |m, w| m.max(w.abs())) / 127.0;
+    let on_grid = |w: &f64| {
+        let k = w / s;
+        (k - k.round()).abs() < 1e-4
+    };
+    (s > 0.0 && weights.iter().all(on_grid)).then_some(s)
 }
 
 /// A LayerNorm's integer parameters (SPEC §3.2 LayerNorm).
@@ -259,6 +274,23 @@ mod tests {
         let q = quantize_layer(&[1e-12, -1e-13], &[-0.2], 0.01, 0.05).unwrap();
         assert_eq!(q.bias[0], -(1 << 24));
         assert_eq!(q.weights, vec![0, 0]);
+    }
+
+    #[test]
+    fn weights_on_a_per_tensor_grid_keep_their_integers() {
+        // a QDQ model's per-tensor int8 weights, dequantized in f32: channel 1 stays at the
+        // tensor's step instead of a finer one of its own
+        let s = 0.013f32;
+        let w: Vec<f64> = [127i8, -40, 3, -2, 5, 0]
+            .iter()
+            .map(|&k| (k as f32 * s) as f64)
+            .collect();
+        let b = (1234.0 * 0.5 * s as f64) as f32 as f64;
+        let q = quantize_layer(&w, &[0.0, b], 0.5, 0.1).unwrap();
+        assert_eq!(q.weights, vec![127, -40, 3, -2, 5, 0]);
+        assert_eq!(q.bias, vec![0, 1234]);
+        // trained weights are not on a grid: per channel as usual
+        assert_eq!(tensor_grid(&[0.3, -0.1234567, 0.05]), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub(in crate::convert) fn lower_gather(
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
-    let q = quant::act_quant(lo, hi);
+    let q = quant::act_quant(lo as f64, hi as f64);
     let limits = &mut lowerer.limits[ids.input][ids.start..ids.start + ids.count];
     for limit in limits.iter_mut() {
         *limit = (*limit).min(rows as u16);
