@@ -2,7 +2,9 @@
 //! scales as attributes or constant inputs, whichever the opset uses) to a Myelin model
 //! (format v1, `docs/SPEC.md`).
 //!
-//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read).
+//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read); [`shape_fold`]
+//!    folds what is the same for every input (shape chains, constant subgraphs) and unrolls
+//!    LSTM/GRU ([`recurrent`]).
 //! 2. [`float`] runs the float graph on every calibration row and records the range of every
 //!    tensor.
 //! 3. [`lower`] maps ONNX nodes to Myelin nodes (folding BatchNormalization and constant
@@ -23,6 +25,8 @@ mod lower;
 mod ops;
 pub mod proto;
 pub mod quant;
+mod recurrent;
+mod shape_fold;
 
 use std::path::Path;
 
@@ -73,6 +77,8 @@ pub fn convert_onnx(
         calib.shape
     );
     let sample_shape = graph.sample_shape(&calib.shape[1..])?;
+    let onnx_nodes = graph.nodes.len();
+    let graph = shape_fold::fold(&graph, &sample_shape)?;
     let ranges = calibrate(&graph, calib, &sample_shape, opts.progress)?;
     let lowered = lower::lower(&graph, &ranges, &sample_shape)?;
     let model = validate::validate(lowered.model.clone())
@@ -88,7 +94,7 @@ pub fn convert_onnx(
     let mut report = format!(
         "{} -> Myelin v1: {} ONNX nodes -> {} Myelin nodes, calibrated on {} rows\n",
         onnx_path.display(),
-        graph.nodes.len(),
+        onnx_nodes,
         lowered.model.nodes.len(),
         calib.rows()
     );
@@ -194,6 +200,7 @@ pub fn run_float(onnx_path: &Path, x: &npy::Array) -> Result<npy::Array> {
         x.shape
     );
     let sample_shape = graph.sample_shape(&x.shape[1..])?;
+    let graph = shape_fold::fold(&graph, &sample_shape)?;
     let data = x.to_f32();
     let runner = Runner::new(&graph);
     let mut out_shape = None;

@@ -17,13 +17,17 @@
 //! LayerNorm, and so is the ReduceMean … Div (· γ + β) chain PyTorch writes for it before
 //! opset 17, matched from its first ReduceMean (see `Lowerer::decomposed_layer_norm`).
 //! Dropout (inference) and Cast to float are the identity; `Constant` nodes are read into
-//! the graph's constants when it is loaded (no row).
+//! the graph's constants when it is loaded (no row). Shape, Gather, ConstantOfShape, Expand,
+//! LSTM and GRU have no row either: the load-time pass ([`shape_fold`], [`recurrent`])
+//! folds them into constants or rewrites them into ops of this table, so that the float
+//! interpreter and the lowering see the same computation.
 
 use anyhow::{anyhow, Result};
 
 use super::float::{self, Env, Runner, Tensor};
 use super::graph::Node;
 use super::lower::{self, Lowerer};
+use super::{recurrent, shape_fold};
 
 /// How the converter handles one ONNX op type.
 pub(super) struct OnnxOp {
@@ -296,7 +300,10 @@ pub(super) fn find(node: &Node) -> Result<&'static OnnxOp> {
     })
 }
 
-/// The supported op types, comma-separated, in table order.
+/// The supported op types, comma-separated: table order, then those the load-time pass
+/// removes.
 fn supported() -> String {
-    OPS.iter().map(|op| op.name).collect::<Vec<_>>().join(", ")
+    let rows = OPS.iter().map(|op| op.name);
+    let folded = shape_fold::OPS.iter().chain(recurrent::OPS).copied();
+    rows.chain(folded).collect::<Vec<_>>().join(", ")
 }
