@@ -41,6 +41,11 @@ dynamic batch dim "N", output "output"):
     digits_gru    [N,8,8]   Transpose -> GRU (h0: Shape -> ... -> ConstantOfShape)
                             -> Gather(Y_h, -1) -> Gemm -> Softmax(axis=1)
                             (random fixed GRU, trained readout: see build_digits_gru)
+    digits_transformer [N,8,8] (opset 17) Flatten -> Gemm -> Reshape(shape chain)
+                            -> MatMul+Add q/k/v -> Transpose -> MatMul -> Div
+                            -> Softmax -> MatMul -> MatMul+Add -> Add(residual)
+                            -> LayerNormalization -> ReduceMean -> Gemm -> Softmax
+                            (random fixed encoder, trained readout)
 
 Conventions copied from torch.onnx.export (opset 13, eval mode):
   * nn.Linear  -> Gemm(alpha=1, beta=1, transB=1), weight stored [out, in],
@@ -156,7 +161,7 @@ class Graph:
         return self.node("MaxPool", scope, [x], ceil_mode=0, kernel_shape=[k, k],
                          pads=[0, 0, 0, 0], strides=[k, k])
 
-    def model(self, in_shape: list, out_shape: list) -> onnx.ModelProto:
+    def model(self, in_shape: list, out_shape: list, opset: int = OPSET) -> onnx.ModelProto:
         graph = helper.make_graph(
             self.nodes, self.name,
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
@@ -165,7 +170,7 @@ class Graph:
         )
         m = helper.make_model(
             graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
+            opset_imports=[helper.make_opsetid("", opset)],
             producer_name="myelin-train_models",
             producer_version="1",
         )
@@ -598,6 +603,87 @@ def build_digits_gru():
                 ref=ref, metrics={"accuracy": acc}, kind="multiclass")
 
 
+def layer_norm(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+
+
+def encoder_forward(p: dict, x: np.ndarray) -> np.ndarray:
+    """digits_transformer up to the pooled features [N, D]: patch embedding (one Gemm over the
+    flattened digit, its bias the positional embedding) -> single-head self-attention ->
+    residual -> LayerNorm -> mean over the 8 tokens."""
+    d = p["q.weight"].shape[0]
+    t = (x.reshape(len(x), -1) @ p["embed.weight"].T + p["embed.bias"]).reshape(len(x), 8, d)
+    q, k, v = (t @ p[f"{n}.weight"].T + p[f"{n}.bias"] for n in "qkv")
+    a = softmax_last(q @ k.transpose(0, 2, 1) / np.sqrt(d))
+    o = (a @ v) @ p["out.weight"].T + p["out.bias"]
+    return layer_norm(t + o).mean(axis=1)
+
+
+def softmax_last(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def build_digits_transformer():
+    """A tiny encoder over the 8 rows of a digit as 8 tokens. No torch here: the encoder's
+    weights are fixed random ones and only the readout is trained (a logistic regression on
+    the pooled features). The graph is what torch.onnx.export (opset 17) writes for
+    `t = embed(x.flatten(1)).view(x.size(0), 8, D)`, nn.Linear q/k/v/out on [N, 8, D]
+    (MatMul + Add), `q @ k.transpose(1, 2) / sqrt(D)`, softmax, `@ v`, the residual Add,
+    nn.LayerNorm (LayerNormalization, no affine), `.mean(1)` and the classifier Gemm."""
+    from sklearn.linear_model import LogisticRegression
+
+    xtr, xte, ytr, yte = digits_data()
+    xtr, xte = xtr.reshape(-1, 8, 8), xte.reshape(-1, 8, 8)
+    d = 32
+    rng = np.random.default_rng(2)
+    f32 = lambda a: np.asarray(a, dtype=np.float32)
+    p = {"embed.weight": f32(rng.normal(0, 1 / np.sqrt(64), (8 * d, 64))),
+         "embed.bias": f32(rng.normal(0, 0.5, 8 * d))}
+    for n in "qkv":
+        p[f"{n}.weight"] = f32(rng.normal(0, 1 / np.sqrt(d), (d, d)))
+        p[f"{n}.bias"] = f32(rng.normal(0, 0.1, d))
+    p["out.weight"] = f32(rng.normal(0, 1 / np.sqrt(d), (d, d)))
+    p["out.bias"] = f32(rng.normal(0, 0.1, d))
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    clf = LogisticRegression(C=10.0, max_iter=5000)
+    clf.fit(encoder_forward(p64, xtr.astype(np.float64)), ytr)
+    fc_w, fc_b = f32(clf.coef_), f32(clf.intercept_)
+    ref = softmax(encoder_forward(p64, xte.astype(np.float64)) @ fc_w.T.astype(np.float64) + fc_b)
+    acc = float((ref.argmax(axis=1) == yte).mean())
+
+    g = Graph("digits_transformer")
+    h = g.node("Flatten", "flatten", ["input"], axis=1)
+    h = g.gemm("embed", h, p["embed.weight"], p["embed.bias"])
+    n = batch_size(g, "view", "input")
+    rest = g.init_i64("view.rest", np.array([8, d], dtype=np.int64))
+    shape = g.node("Concat", "view", [n, rest], axis=0)
+    t = g.node("Reshape", "view", [h, shape])
+
+    def linear(scope: str, x: str) -> str:
+        w = g.init(f"{scope}.weight_t", p[f"{scope}.weight"].T)  # torch stores MatMul's B as W^T
+        h = g.node("MatMul", scope, [x, w])
+        return g.node("Add", scope, [h, g.init(f"{scope}.bias", p[f"{scope}.bias"])])
+
+    q, k, v = linear("q", t), linear("k", t), linear("v", t)
+    kt = g.node("Transpose", "attn", [k], perm=[0, 2, 1])
+    s = g.node("MatMul", "attn", [q, kt], out="/attn/MatMul_scores")
+    s = g.node("Div", "attn", [s, g.init("attn.scale", np.array(np.sqrt(d)))])
+    a = g.node("Softmax", "attn", [s], axis=-1)
+    o = g.node("MatMul", "attn", [a, v], out="/attn/MatMul_values")
+    o = linear("out", o)
+    r = g.node("Add", "residual", [t, o])
+    ln = g.node("LayerNormalization", "norm", [r, g.init("norm.weight", np.ones(d))], axis=-1,
+                epsilon=1e-5)
+    pooled = g.node("ReduceMean", "pool", [ln], axes=[1], keepdims=0)
+    h = g.gemm("fc", pooled, fc_w, fc_b)
+    g.node("Softmax", "softmax", [h], "output", axis=1)
+    model = g.model(["N", 8, 8], ["N", 10], opset=17)
+    return dict(name="digits_transformer", model=model, calib=xtr[:N_CALIB], test_x=xte,
+                test_y=yte, ref=ref, metrics={"accuracy": acc}, kind="multiclass")
+
+
 def build_credit_mlp():
     d = load_breast_cancer()  # target 1 = benign ("good credit" analog), 0 = malignant
     x = d.data.astype(np.float32)
@@ -715,7 +801,7 @@ def build_residual_mlp():
 # verification, export, description
 # --------------------------------------------------------------------------
 THRESHOLDS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "credit_mlp": 0.93, "residual_mlp": 0.90,
-              "digits_branch_cnn": 0.95, "digits_gru": 0.93}
+              "digits_branch_cnn": 0.95, "digits_gru": 0.93, "digits_transformer": 0.85}
 
 
 class BatchNormalization(OpRun):
@@ -802,7 +888,7 @@ def main() -> int:
         with open(metrics_path) as f:
             metrics = json.load(f)
     for build in (build_digits_mlp, build_digits_cnn, build_credit_mlp, build_diabetes_reg, build_residual_mlp,
-                  build_digits_branch_cnn, build_digits_gru):
+                  build_digits_branch_cnn, build_digits_gru, build_digits_transformer):
         if args.only and build.__name__.removeprefix("build_") not in args.only:
             continue
         t = time.time()
