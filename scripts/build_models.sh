@@ -15,7 +15,7 @@ options() {
     *) echo --no-bias-correction ;;
   esac
 }
-for name in digits_mlp digits_cnn digits_sensitive_cnn credit_mlp residual_mlp diabetes_reg diabetes_embed digits_transformer; do
+for name in digits_mlp digits_cnn digits_sensitive_cnn credit_mlp residual_mlp diabetes_reg diabetes_embed digits_transformer digits_branch_cnn digits_gru; do
   calib=(--calib "models/data/${name}_calib.npy" $(options $name))
   $myelin convert "models/$name.onnx" "${calib[@]}" -o "models/$name.myl"
   $myelin compare "models/$name.onnx" "models/$name.myl" --input "models/data/${name}_test_x.npy" "${calib[@]}"

@@ -13,6 +13,7 @@ Usage (from the repo root):
     .venv/bin/python scripts/train_models.py            # writes models/
     .venv/bin/python scripts/train_models.py --out DIR  # elsewhere
     .venv/bin/python scripts/train_models.py --only digits_sensitive_cnn  # one model
+    .venv/bin/python scripts/train_models.py --only digits_gru  # one model
 
 Outputs (all deterministic, fixed seeds):
 
@@ -37,6 +38,14 @@ dynamic batch dim "N", output "output"):
     diabetes_reg  [N,10]    Gemm -> Relu -> Gemm        (linear output)
     residual_mlp  [N,13]    Gemm -> Relu -> Gemm -> Relu -> Add(residual)
                             -> Gemm -> Softmax(axis=1)
+    digits_branch_cnn [N,1,8,8] Pad -> (Conv -> Relu | Conv dilation 2 -> Relu)
+                            -> Concat -> MaxPool -> Conv -> Relu -> MaxPool
+                            -> Reshape(Shape -> Gather -> Unsqueeze -> Concat)
+                            -> Gemm -> Softmax(axis=1)
+    digits_gru    [N,8,8]   Transpose -> GRU (h0: Shape -> ... -> ConstantOfShape)
+                            -> Gather(Y_h, -1) -> Gemm -> Softmax(axis=1)
+                            (random fixed GRU, trained readout: see build_digits_gru)
+    (digits_transformer: scripts/train_transformer.py; diabetes_embed: scripts/train_tabular.py)
 
 Conventions copied from torch.onnx.export (opset 13, eval mode):
   * nn.Linear  -> Gemm(alpha=1, beta=1, transB=1), weight stored [out, in],
@@ -110,7 +119,12 @@ class Graph:
         self.inits: list[onnx.TensorProto] = []
 
     def init(self, name: str, arr: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
+        arr = np.asarray(arr, dtype=np.float32)  # (ascontiguousarray would make a scalar 1-D)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr) if arr.ndim else arr, name))
+        return name
+
+    def init_i64(self, name: str, arr: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.int64), name))
         return name
 
     def node(self, op: str, scope: str, inputs: list[str], out: str | None = None, **attrs) -> str:
@@ -125,13 +139,13 @@ class Graph:
         bn = self.init(f"{scope}.bias", b)
         return self.node("Gemm", scope, [x, wn, bn], out, alpha=1.0, beta=1.0, transB=1)
 
-    def conv(self, scope: str, x: str, w: np.ndarray, b: np.ndarray, pad: int) -> str:
+    def conv(self, scope: str, x: str, w: np.ndarray, b: np.ndarray, pad: int, dilation: int = 1) -> str:
         kh, kw = w.shape[2:]
         wn = self.init(f"{scope}.weight", w)  # [out, in, kh, kw]
         bn = self.init(f"{scope}.bias", b)
         return self.node(
             "Conv", scope, [x, wn, bn],
-            dilations=[1, 1], group=1, kernel_shape=[kh, kw],
+            dilations=[dilation, dilation], group=1, kernel_shape=[kh, kw],
             pads=[pad, pad, pad, pad], strides=[1, 1],
         )
 
@@ -147,7 +161,7 @@ class Graph:
         return self.node("MaxPool", scope, [x], ceil_mode=0, kernel_shape=[k, k],
                          pads=[0, 0, 0, 0], strides=[k, k])
 
-    def model(self, in_shape: list, out_shape: list) -> onnx.ModelProto:
+    def model(self, in_shape: list, out_shape: list, opset: int = OPSET) -> onnx.ModelProto:
         graph = helper.make_graph(
             self.nodes, self.name,
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
@@ -156,7 +170,7 @@ class Graph:
         )
         m = helper.make_model(
             graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
+            opset_imports=[helper.make_opsetid("", opset)],
             producer_name="myelin-train_models",
             producer_version="1",
         )
@@ -453,7 +467,180 @@ def build_digits_sensitive_cnn():
     g.gemm("fc", h, p32["fc.weight"], p32["fc.bias"], out="output")
     model = g.model(["N", 1, 8, 8], ["N", 10])
     return dict(name="digits_sensitive_cnn", model=model, calib=xtr[:N_CALIB], test_x=xte,
+def expand_dilated(w: np.ndarray, d: int) -> np.ndarray:
+    """A [o, i, k, k] kernel with dilation d as the equivalent [o, i, (k-1)d+1, ...] one."""
+    o, i, k, _ = w.shape
+    e = np.zeros((o, i, (k - 1) * d + 1, (k - 1) * d + 1), dtype=w.dtype)
+    e[:, :, ::d, ::d] = w
+    return e
+
+
+def branch_forward(p: dict, x: np.ndarray):
+    """digits_branch_cnn: pad 1 -> [3x3 conv | 3x3 conv dilation 2, pad 1] -> relu
+    (of the concat = of each branch) -> concat -> pool -> 3x3 conv -> relu -> pool -> fc. Returns logits and the cache."""
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    a, ca = conv_fwd(xp, p["left.weight"], p["left.bias"], pad=0)
+    b, cb = conv_fwd(xp, expand_dilated(p["right.weight"], 2), p["right.bias"], pad=1)
+    cat = np.maximum(np.concatenate([a, b], axis=1), 0)
+    p1, pc1 = pool_fwd(cat)
+    c2, cc2 = conv_fwd(p1, p["conv2.weight"], p["conv2.bias"])
+    r2 = np.maximum(c2, 0)
+    p2, pc2 = pool_fwd(r2)
+    f = p2.reshape(len(x), -1)
+    logits = f @ p["fc.weight"].T + p["fc.bias"]
+    return logits, (ca, cb, cat, pc1, cc2, c2, pc2, f, p2.shape)
+
+
+def branch_backward(p: dict, dlogits: np.ndarray, cache):
+    ca, cb, cat, pc1, cc2, c2, pc2, f, p2shape = cache
+    g = {"fc.weight": dlogits.T @ f, "fc.bias": dlogits.sum(axis=0)}
+    dp2 = (dlogits @ p["fc.weight"]).reshape(p2shape)
+    dc2 = pool_bwd(dp2, pc2) * (c2 > 0)
+    dp1, g["conv2.weight"], g["conv2.bias"] = conv_bwd(dc2, p["conv2.weight"], cc2)
+    dcat = pool_bwd(dp1, pc1) * (cat > 0)
+    half = p["left.weight"].shape[0]
+    _, g["left.weight"], g["left.bias"] = conv_bwd(dcat[:, :half], p["left.weight"], ca, pad=0)
+    we = expand_dilated(p["right.weight"], 2)
+    _, dwe, g["right.bias"] = conv_bwd(dcat[:, half:], we, cb, pad=1)
+    g["right.weight"] = dwe[:, :, ::2, ::2]  # only the taps that exist
+    return g
+
+
+def batch_size(g: Graph, scope: str, x: str) -> str:
+    """`x.size(0)` as torch.onnx.export writes it (opset 13): Shape -> Gather(0) -> Unsqueeze(0)."""
+    s = g.node("Shape", scope, [x])
+    zero = g.init_i64(f"{scope}.gather_index", np.array(0, dtype=np.int64))
+    n = g.node("Gather", scope, [s, zero], axis=0)
+    axes = g.init_i64(f"{scope}.unsqueeze_axes", np.array([0], dtype=np.int64))
+    return g.node("Unsqueeze", scope, [n, axes])
+
+
+def build_digits_branch_cnn():
+    """Two parallel conv branches (one dilated) over an explicitly padded input, joined by
+    Concat; `x.view(x.size(0), -1)` before the classifier."""
+    xtr, xte, ytr, yte = digits_data()
+    xtr = xtr.reshape(-1, 1, 8, 8)
+    xte = xte.reshape(-1, 1, 8, 8)
+    rng = np.random.default_rng(1)
+
+    def he(shape, fan_in):
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+
+    def uni(shape, fan_in):
+        bound = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=shape)
+
+    p = {
+        "left.weight": he((6, 1, 3, 3), 9), "left.bias": uni((6,), 9),
+        "right.weight": he((6, 1, 3, 3), 9), "right.bias": uni((6,), 9),
+        "conv2.weight": he((16, 12, 3, 3), 108), "conv2.bias": uni((16,), 108),
+        "fc.weight": he((10, 64), 64) * 0.5, "fc.bias": uni((10,), 64),
+    }
+    xtr64 = xtr.astype(np.float64)
+    opt = Adam(p, lr=3e-3)
+    for ep in range(30):
+        if ep == 20:
+            opt.lr = 1e-3
+        perm = rng.permutation(len(xtr64))
+        for s in range(0, len(perm), 32):
+            bi = perm[s:s + 32]
+            logits, cache = branch_forward(p, xtr64[bi])
+            d = softmax(logits)
+            d[np.arange(len(bi)), ytr[bi]] -= 1.0
+            d /= len(bi)
+            opt.step(branch_backward(p, d, cache))
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    ref = softmax(branch_forward(p32, xte)[0].astype(np.float64))
+    acc = float((ref.argmax(axis=1) == yte).mean())
+
+    g = Graph("digits_branch_cnn")
+    pads = g.init_i64("pad.pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
+    value = g.init("pad.value", np.array(0.0))
+    h = g.node("Pad", "pad", ["input", pads, value], mode="constant")
+    left = g.conv("left", h, p32["left.weight"], p32["left.bias"], pad=0)
+    left = g.node("Relu", "left_relu", [left])
+    right = g.conv("right", h, p32["right.weight"], p32["right.bias"], pad=1, dilation=2)
+    right = g.node("Relu", "right_relu", [right])
+    h = g.node("Concat", "cat", [left, right], axis=1)
+    h = g.maxpool("pool1", h, 2)
+    h = g.conv("conv2", h, p32["conv2.weight"], p32["conv2.bias"], pad=1)
+    h = g.node("Relu", "relu2", [h])
+    h = g.maxpool("pool2", h, 2)
+    n = batch_size(g, "view", h)
+    minus1 = g.init_i64("view.rest", np.array([-1], dtype=np.int64))
+    shape = g.node("Concat", "view", [n, minus1], axis=0)
+    h = g.node("Reshape", "view", [h, shape])
+    h = g.gemm("fc", h, p32["fc.weight"], p32["fc.bias"])
+    g.node("Softmax", "softmax", [h], "output", axis=1)
+    model = g.model(["N", 1, 8, 8], ["N", 10])
+    return dict(name="digits_branch_cnn", model=model, calib=xtr[:N_CALIB], test_x=xte,
                 test_y=yte, ref=ref, metrics={"accuracy": acc}, kind="multiclass")
+
+
+def gru_forward(w, r, b, xs):
+    """ONNX GRU (gates z, r, h; linear_before_reset=1, torch's) from a zero state over
+    xs [N, T, F]; returns the last state [N, H]."""
+    hid = r.shape[1]
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+    h = np.zeros((len(xs), hid))
+    for t in range(xs.shape[1]):
+        gx = xs[:, t] @ w.T + b[:3 * hid]
+        gh = h @ r.T + b[3 * hid:]
+        z = sig(gx[:, :hid] + gh[:, :hid])
+        rr = sig(gx[:, hid:2 * hid] + gh[:, hid:2 * hid])
+        n = np.tanh(gx[:, 2 * hid:] + rr * gh[:, 2 * hid:])
+        h = (1 - z) * n + z * h
+    return h
+
+
+def build_digits_gru():
+    """The 8 rows of a digit as a sequence of 8 steps of 8 pixels through one GRU (hidden 64),
+    then a Gemm on the last state. No torch here, so no backpropagation through time: the
+    GRU's weights are fixed random ones (input gain 1.5, recurrent 0.9 / sqrt(H), the update
+    gate biased by +1 so the state keeps earlier rows), and only the readout is trained, as a
+    logistic regression on the final states (a reservoir)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xtr, xte, ytr, yte = digits_data()
+    xtr, xte = xtr.reshape(-1, 8, 8), xte.reshape(-1, 8, 8)
+    hid, feat = 64, 8
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 1.5 / np.sqrt(feat), (3 * hid, feat)).astype(np.float32)
+    r = rng.normal(0, 0.9 / np.sqrt(hid), (3 * hid, hid)).astype(np.float32)
+    b = rng.normal(0, 0.1, 6 * hid)
+    b[:hid] += 1.0
+    b = b.astype(np.float32)
+    clf = LogisticRegression(C=100.0, max_iter=5000)
+    clf.fit(gru_forward(w, r, b, xtr.astype(np.float64)), ytr)
+    fc_w, fc_b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+    logits = gru_forward(w, r, b, xte.astype(np.float64)) @ fc_w.T + fc_b
+    ref = softmax(logits)
+    acc = float((ref.argmax(axis=1) == yte).mean())
+
+    # what torch.onnx.export writes for nn.GRU(8, 64, batch_first=True) called without h0,
+    # then `fc(h_n[-1])`: X made sequence-first by a Transpose, the zero h0 as
+    # `torch.zeros(1, x.size(0), 64)` (Shape -> Gather -> Unsqueeze -> Concat ->
+    # ConstantOfShape), W/R/B with the gates in ONNX order (z, r, h), linear_before_reset=1
+    g = Graph("digits_gru")
+    x = g.node("Transpose", "gru", ["input"], perm=[1, 0, 2])
+    n = batch_size(g, "gru", "input")
+    one = g.init_i64("gru.num_layers", np.array([1], dtype=np.int64))
+    size = g.init_i64("gru.hidden_size", np.array([hid], dtype=np.int64))
+    shape = g.node("Concat", "gru", [one, n, size], axis=0)
+    h0 = g.node("ConstantOfShape", "gru", [shape],
+                value=numpy_helper.from_array(np.array([0.0], dtype=np.float32)))
+    ins = [x, g.init("gru.W", w[None]), g.init("gru.R", r[None]), g.init("gru.B", b[None]), "", h0]
+    node_name = "/gru/GRU"
+    outs = [f"{node_name}_output_0", f"{node_name}_output_1"]
+    g.nodes.append(helper.make_node("GRU", ins, outs, name=node_name, hidden_size=hid,
+                                    linear_before_reset=1))
+    last = g.init_i64("last.index", np.array(-1, dtype=np.int64))
+    h = g.node("Gather", "last", [outs[1], last], axis=0)
+    h = g.gemm("fc", h, fc_w, fc_b)
+    g.node("Softmax", "softmax", [h], "output", axis=1)
+    model = g.model(["N", 8, 8], ["N", 10])
+    return dict(name="digits_gru", model=model, calib=xtr[:N_CALIB], test_x=xte, test_y=yte,
+                ref=ref, metrics={"accuracy": acc}, kind="multiclass")
 
 
 def build_credit_mlp():
@@ -572,7 +759,8 @@ def build_residual_mlp():
 # --------------------------------------------------------------------------
 # verification, export, description
 # --------------------------------------------------------------------------
-THRESHOLDS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "digits_sensitive_cnn": 0.95, "credit_mlp": 0.93, "residual_mlp": 0.90}
+THRESHOLDS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "digits_sensitive_cnn": 0.95, "credit_mlp": 0.93,
+              "residual_mlp": 0.90, "digits_branch_cnn": 0.95, "digits_gru": 0.93}
 
 
 class BatchNormalization(OpRun):
@@ -652,9 +840,15 @@ def main() -> int:
     os.makedirs(data_dir, exist_ok=True)
 
     t0 = time.time()
+    metrics_path = os.path.join(out_dir, "float_metrics.json")
     metrics = {}
+    # Other scripts (train_tabular.py, train_transformer.py) and --only runs add to the file:
+    # keep the entries this run does not rebuild.
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            metrics = json.load(f)
     builds = (build_digits_mlp, build_digits_cnn, build_digits_sensitive_cnn, build_credit_mlp,
-              build_diabetes_reg, build_residual_mlp)
+              build_diabetes_reg, build_residual_mlp, build_digits_branch_cnn, build_digits_gru)
     if args.only:
         builds = [b for b in builds if b.__name__.removeprefix("build_") in args.only]
     for build in builds:
@@ -676,10 +870,6 @@ def main() -> int:
         print(f"{name}: {shown}  ({time.time() - t:.1f}s)")
         print(describe(res["model"]))
 
-    metrics_path = os.path.join(out_dir, "float_metrics.json")
-    if args.only and os.path.exists(metrics_path):  # keep the other models' entries
-        with open(metrics_path) as f:
-            metrics = {**json.load(f), **metrics}
     with open(metrics_path, "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
         f.write("\n")

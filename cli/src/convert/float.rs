@@ -62,8 +62,9 @@ impl Window {
         }
     }
 
-    /// Reads `kernel_shape` (or `kernel` when given), `strides`, `pads`, and checks that
-    /// `dilations` are 1, over an input of spatial size `[h, w]` (`[1, L]` in 1-D).
+    /// Reads `kernel` (a Conv's weight dims, after [`dilated_weights`]) or else
+    /// `kernel_shape` (pools, whose `dilations` must be 1), `strides`, `pads`, over an input
+    /// of spatial size `[h, w]` (`[1, L]` in 1-D).
     ///
     /// `auto_pad` becomes explicit pads: `VALID` none, `SAME_UPPER`/`SAME_LOWER` the total
     /// `(⌈in / stride⌉ − 1) · stride + kernel − in` split evenly, the odd one at the end
@@ -77,14 +78,15 @@ impl Window {
         kernel: Option<&[usize]>,
         [h, w]: [usize; 2],
     ) -> Result<Window> {
+        let kernel_given = kernel;
         ensure!(
             spatial == 1 || spatial == 2,
             "{}: only 1-D and 2-D windows are supported",
             node.describe()
         );
-        let kernel: Vec<usize> = match (node.ints("kernel_shape")?, kernel) {
-            (Some(k), _) => k.iter().map(|&v| v as usize).collect(),
-            (None, Some(k)) => k.to_vec(),
+        let kernel: Vec<usize> = match (kernel, node.ints("kernel_shape")?) {
+            (Some(k), _) => k.to_vec(),
+            (None, Some(k)) => k.iter().map(|&v| v as usize).collect(),
             (None, None) => bail!("{}: missing kernel_shape", node.describe()),
         };
         let strides: Vec<usize> = node
@@ -95,10 +97,10 @@ impl Window {
             .ints("pads")?
             .map(|s| s.iter().map(|&v| v as usize).collect())
             .unwrap_or(vec![0; 2 * spatial]);
-        if let Some(d) = node.ints("dilations")? {
+        if let (None, Some(d)) = (kernel_given, node.ints("dilations")?) {
             ensure!(
                 d.iter().all(|&v| v == 1),
-                "{}: dilations {d:?} are not supported (only 1)",
+                "{}: dilations {d:?} are not supported on pools (only 1)",
                 node.describe()
             );
         }
@@ -685,10 +687,12 @@ pub(super) fn eval_matmul(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Re
 }
 
 pub(super) fn eval_conv(runner: &Runner<'_>, node: &Node, env: &Env<'_>) -> Result<Tensor> {
+    let w = runner.get(env, node, 1)?;
+    let (dims, data) = dilated_weights(node, &w.shape, &w.data)?;
     conv(
         node,
         &runner.get(env, node, 0)?,
-        &runner.get(env, node, 1)?,
+        &Tensor::new(dims, data),
         node.input(2)
             .map(|_| runner.get(env, node, 2))
             .transpose()?,
@@ -934,7 +938,12 @@ pub fn reshape_target(graph: &Graph, node: &Node, in_shape: &[usize]) -> Result<
 }
 
 /// `f(a, b)` elementwise with NumPy broadcasting.
-fn broadcast(node: &Node, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
+pub(super) fn broadcast(
+    node: &Node,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<Tensor> {
     if a.shape == b.shape {
         return Ok(Tensor::new(
             a.shape.clone(),
@@ -992,20 +1001,22 @@ fn broadcast(node: &Node, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -
 
 fn gemm(node: &Node, a: &Tensor, b: &Tensor, c: Option<Tensor>) -> Result<Tensor> {
     ensure!(
+        node.int("transA", 0)? == 0,
+        "{}: transA=1 contracts over the first axis of the activation A, its batch axis: no \
+         per-sample operator computes that; export `x @ W.T` (transA=0, any transB)",
+        node.describe()
+    );
+    ensure!(
         a.shape.len() == 2 && b.shape.len() == 2,
         "{}: Gemm takes 2-D operands",
         node.describe()
     );
-    let (ta, tb) = (node.int("transA", 0)? != 0, node.int("transB", 0)? != 0);
+    let tb = node.int("transB", 0)? != 0;
     let (alpha, beta) = (
         node.float("alpha", 1.0)? as f64,
         node.float("beta", 1.0)? as f64,
     );
-    let (m, k) = if ta {
-        (a.shape[1], a.shape[0])
-    } else {
-        (a.shape[0], a.shape[1])
-    };
+    let (m, k) = (a.shape[0], a.shape[1]);
     let (k2, n) = if tb {
         (b.shape[1], b.shape[0])
     } else {
@@ -1016,7 +1027,7 @@ fn gemm(node: &Node, a: &Tensor, b: &Tensor, c: Option<Tensor>) -> Result<Tensor
         "{}: inner dimensions {k} and {k2} differ",
         node.describe()
     );
-    let av = |i: usize, j: usize| if ta { a.data[j * m + i] } else { a.data[i * k + j] } as f64;
+    let av = |i: usize, j: usize| a.data[i * k + j] as f64;
     let bv = |i: usize, j: usize| if tb { b.data[j * k + i] } else { b.data[i * n + j] } as f64;
     let mut y = Tensor::new(vec![m, n], vec![0.0; m * n]);
     for i in 0..m {
@@ -1035,9 +1046,12 @@ fn gemm(node: &Node, a: &Tensor, b: &Tensor, c: Option<Tensor>) -> Result<Tensor
 }
 
 fn matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if b.shape.len() != 2 {
+    let r = b.shape.len();
+    if r < 2 || b.shape[..r - 2].iter().any(|&d| d != 1) {
         return batched_matmul(node, a, b);
     }
+    // a constant `[1, …, K, N]` broadcasts as `[K, N]`
+    let b = &Tensor::new(b.shape[r - 2..].to_vec(), b.data.clone());
     ensure!(
         a.shape.len() >= 2,
         "{}: only [.., M, K] × [K, N] MatMul is supported",
@@ -1065,26 +1079,39 @@ fn matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(Tensor::new(shape, data))
 }
 
-/// `[..., M, K] × [..., K, N]` with equal leading axes (two activations: the batch axis
-/// leads both).
+/// `[..., M, K] × [..., K, N]` of equal ranks, the leading axes broadcasting (NumPy: each
+/// equal or 1).
 fn batched_matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let r = a.shape.len();
+    let lead_fits = |(&x, &y): (&usize, &usize)| x == y || x == 1 || y == 1;
     ensure!(
         r >= 3
             && b.shape.len() == r
-            && a.shape[..r - 2] == b.shape[..r - 2]
+            && a.shape[..r - 2]
+                .iter()
+                .zip(&b.shape[..r - 2])
+                .all(lead_fits)
             && a.shape[r - 1] == b.shape[r - 2],
         "{}: MatMul of {:?} by {:?}: only [..., M, K] × [K, N] and [..., M, K] × [..., K, N] \
-         with equal leading axes are supported (no broadcasting)",
+         of equal ranks (leading axes equal or 1) are supported",
         node.describe(),
         a.shape,
         b.shape
     );
     let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
-    let mut shape = a.shape.clone();
-    shape[r - 1] = n;
+    let lead: Vec<usize> = (0..r - 2).map(|i| a.shape[i].max(b.shape[i])).collect();
+    // matrix index of an operand at a leading index: its size-1 axes repeat
+    let matrix = |shape: &[usize], i: &[usize]| {
+        (0..r - 2).fold(0, |acc, ax| {
+            acc * shape[ax] + if shape[ax] == 1 { 0 } else { i[ax] }
+        })
+    };
+    let mut shape = lead.clone();
+    shape.extend([m, n]);
     let mut data = Vec::with_capacity(shape.iter().product());
-    for (am, bm) in a.data.chunks(m * k).zip(b.data.chunks(k * n)) {
+    for_each_index(&lead, |i| {
+        let am = &a.data[matrix(&a.shape, i) * m * k..][..m * k];
+        let bm = &b.data[matrix(&b.shape, i) * k * n..][..k * n];
         for row in am.chunks(k) {
             for j in 0..n {
                 data.push(
@@ -1094,7 +1121,7 @@ fn batched_matmul(node: &Node, a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 );
             }
         }
-    }
+    });
     Ok(Tensor::new(shape, data))
 }
 
@@ -1457,6 +1484,40 @@ pub fn squeeze_shape(graph: &Graph, node: &Node, shape: &[usize]) -> Result<Vec<
             })
             .collect())
     }
+}
+
+/// A Conv's weights `[OC, IC/G, (KH,) KW]` with its `dilations` applied: each kernel axis
+/// zero-expanded from `k` to `(k − 1) · d + 1` taps (tap `i` moves to `i · d`). The inserted
+/// taps are zeros, so an undilated convolution with these weights is exactly the dilated one
+/// (only more MACs), and the integer Conv needs no dilation.
+pub fn dilated_weights(node: &Node, dims: &[usize], w: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
+    let spatial = dims.len().saturating_sub(2);
+    let d: Vec<usize> = match node.ints("dilations")? {
+        Some(d) => d.iter().map(|&v| v.max(0) as usize).collect(),
+        None => vec![1; spatial],
+    };
+    ensure!(
+        d.len() == spatial && d.iter().all(|&v| v >= 1),
+        "{}: dilations {d:?} do not fit weights {dims:?}",
+        node.describe()
+    );
+    if d.iter().all(|&v| v == 1) {
+        return Ok((dims.to_vec(), w.to_vec()));
+    }
+    let mut out_dims = dims.to_vec();
+    for (a, &da) in d.iter().enumerate() {
+        out_dims[2 + a] = (dims[2 + a] - 1) * da + 1;
+    }
+    let mut out = vec![0.0; out_dims.iter().product()];
+    let (st_in, st_out) = (strides(dims), strides(&out_dims));
+    for_each_index(dims, |i| {
+        let from: usize = i.iter().zip(&st_in).map(|(v, s)| v * s).sum();
+        let to: usize = (i.iter().enumerate())
+            .map(|(a, &v)| v * if a >= 2 { d[a - 2] } else { 1 } * st_out[a])
+            .sum();
+        out[to] = w[from];
+    });
+    Ok((out_dims, out))
 }
 
 fn conv(node: &Node, x: &Tensor, w: &Tensor, b: Option<Tensor>) -> Result<Tensor> {

@@ -53,6 +53,7 @@ pub enum Attr {
     Ints(Vec<i64>),
     Floats(Vec<f32>),
     Str(String),
+    Strings(Vec<String>),
     Tensor(Const),
 }
 
@@ -112,6 +113,17 @@ impl Node {
             Some(Attr::Str(v)) => Ok(Some(v.clone())),
             Some(other) => bail!(
                 "{}: attribute `{key}` should be a string, found {other:?}",
+                self.describe()
+            ),
+        }
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        match self.attrs.get(key) {
+            None => Ok(None),
+            Some(Attr::Strings(v)) => Ok(Some(v.clone())),
+            Some(other) => bail!(
+                "{}: attribute `{key}` should be strings, found {other:?}",
                 self.describe()
             ),
         }
@@ -359,17 +371,7 @@ impl Graph {
                 nodes.push(node);
             }
         }
-        // Keep only what the output depends on.
-        let mut needed: HashSet<String> = HashSet::from([output.clone()]);
-        let mut kept = Vec::new();
-        for node in nodes.into_iter().rev() {
-            if node.outputs.iter().any(|o| needed.contains(o)) {
-                needed.extend(node.inputs.iter().filter(|s| !s.is_empty()).cloned());
-                kept.push(node);
-            }
-        }
-        kept.reverse();
-        Ok(Graph {
+        let mut graph = Graph {
             opset,
             input,
             input_dims,
@@ -377,8 +379,24 @@ impl Graph {
             output,
             consts,
             uint8,
-            nodes: kept,
-        })
+            nodes,
+        };
+        graph.prune();
+        Ok(graph)
+    }
+
+    /// Keeps only the nodes the output depends on.
+    pub fn prune(&mut self) {
+        let mut needed: HashSet<String> = HashSet::from([self.output.clone()]);
+        let mut kept = Vec::new();
+        for node in std::mem::take(&mut self.nodes).into_iter().rev() {
+            if node.outputs.iter().any(|o| needed.contains(o)) {
+                needed.extend(node.inputs.iter().filter(|s| !s.is_empty()).cloned());
+                kept.push(node);
+            }
+        }
+        kept.reverse();
+        self.nodes = kept;
     }
 
     /// How many times each tensor is read (node inputs, plus one for the graph output).
@@ -508,6 +526,11 @@ fn attribute(a: &proto::AttributeProto) -> Result<Option<Attr>> {
         )?),
         attr_type::FLOATS => Attr::Floats(a.floats.clone()),
         attr_type::INTS => Attr::Ints(a.ints.clone()),
+        attr_type::STRINGS => Attr::Strings(
+            (a.strings.iter())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
+        ),
         _ => return Ok(None), // graphs, sparse tensors, ...: no supported op reads them
     }))
 }

@@ -73,6 +73,8 @@ pub fn layer_errors(
 ) -> Result<Vec<LayerError>> {
     let graph = Graph::load(onnx_path)?;
     let sample_shape = graph.sample_shape(&x.shape[1..])?;
+    // The graph the conversion lowered: shape chains folded, recurrences unrolled.
+    let graph = super::shape_fold::fold(&graph, &sample_shape)?;
     let rows = Rows::new(&graph, x, &sample_shape)?;
     let model = &converted.model;
     let nodes = &model.model().nodes;

@@ -106,8 +106,8 @@ enum PendingOp {
         b: Act,
         scale: f64,
     },
-    /// `scale · [..., M, K] × [..., K, N]`, both activations (`scale` as for Mul: attention's
-    /// `Q · Kᵀ / √d` is one MatMul).
+    /// `scale · ([..., M, K] × [..., K, N])`, both activations; `scale` is 1, or the positive
+    /// scalar of a Mul/Div read right after (attention's `/ √d`), folded into the multiplier.
     MatMul {
         a: Act,
         b: Act,
@@ -832,6 +832,42 @@ impl Lowerer<'_> {
         );
         Ok(Act { id, shape, q: x.q })
     }
+
+    /// `x` repeated along each axis where it has size 1 and `shape` has more: a Concat of
+    /// copies per such axis, at `x`'s own quantization (multiplier 1: exact copies). This is
+    /// how Add, Sub and the leading axes of MatMul broadcast, which Myelin does not.
+    fn broadcast_to(&mut self, node: &Node, mut x: Act, shape: &[usize]) -> Result<Act> {
+        for axis in 0..shape.len() {
+            let n = shape[axis];
+            if x.shape[axis] == n {
+                continue;
+            }
+            ensure!(
+                x.shape[axis] == 1 && n <= u8::MAX as usize,
+                "cannot broadcast {:?} to {shape:?}",
+                x.shape
+            );
+            let copy = (x.id, quant::requant(1.0)?);
+            let mut out = x.shape.clone();
+            out[axis] = n;
+            let detail = format!("{:?} -> {out:?}, axis {axis}, {n} copies", x.shape);
+            let id = self.emit(
+                m::Node::Concat(m::Concat {
+                    inputs: vec![copy; n],
+                    axis: u8::try_from(axis)?,
+                    zero_point: x.q.zp,
+                }),
+                format!("{} (broadcast)", node.name),
+                detail,
+            );
+            x = Act {
+                id,
+                shape: out,
+                q: x.q,
+            };
+        }
+        Ok(x)
+    }
 }
 
 /// Input 0 of `node`, which every lowered op reads.
@@ -960,11 +996,7 @@ pub(super) fn lower_softmax(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
 }
 
 pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
-    ensure!(
-        node.int("transA", 0)? == 0,
-        "transA=1 (A transposed) is not supported: A is the activation [N, K] with the batch \
-         first; export `x @ W.T` (transA=0, any transB)"
-    );
+    // transA = 1 is refused by `float::gemm`, which the load-time pass runs first
     let x = lowerer.act(in0(node)?)?;
     ensure!(
         x.shape.len() == 1,
@@ -1035,11 +1067,13 @@ pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
         return lower_matmul_of_acts(lowerer, node, out, bname);
     };
     let x = lowerer.act(in0(node)?)?;
+    let r = b.dims.len();
     ensure!(
-        b.dims.len() == 2,
-        "B must be a 2-D constant [K, N] (or an activation)"
+        r >= 2 && b.dims[..r - 2].iter().all(|&d| d == 1),
+        "B {:?} must be a constant [K, N] (leading axes of size 1 broadcast) or an activation",
+        b.dims
     );
-    let (k, n) = (b.dims[0], b.dims[1]);
+    let (k, n) = (b.dims[r - 2], b.dims[r - 1]);
     ensure!(
         x.shape.last() == Some(&k),
         "input {:?} does not end in K = {k}",
@@ -1093,7 +1127,8 @@ type Fold = fn(&mut Layer, &[f64]);
 /// 1. with `fold` (for `x op c`, and for `c op x` when `op` commutes: Add, Mul — PyTorch writes
 ///    a rank-3 `nn.Linear` as `Add(bias, MatMul(x, Wᵀ))`), when `x` is a pending
 ///    MatMul/Gemm/Conv read only here and `c` is per channel (or a scalar): folded into its
-///    weights and bias;
+///    weights and bias; when `x` is a pending Mul or MatMul of two activations and `c` a
+///    positive scalar of a Mul/Div: folded into its multiplier;
 /// 2. else, when `c` is a scalar: one more step of the chain of `x` (a Lut when read);
 /// 3. else an error naming both fixes.
 fn const_operand(
@@ -1119,16 +1154,14 @@ fn const_operand(
                 }
                 _ => None,
             };
-            match (&mut p.op, v) {
-                (PendingOp::Layer(layer), Some(v)) => {
-                    fold(layer, &v);
-                    p.name = out.clone();
-                    p.sources.push(node.name.clone());
-                    lowerer.set(&out, Val::Pending(p));
-                    return Ok(());
-                }
-                _ => lowerer.set(xname, Val::Pending(p)),
+            if let (PendingOp::Layer(layer), Some(v)) = (&mut p.op, v) {
+                fold(layer, &v);
+                p.name = out.clone();
+                p.sources.push(node.name.clone());
+                lowerer.set(&out, Val::Pending(p));
+                return Ok(());
             }
+            lowerer.set(xname, Val::Pending(p));
         }
     }
     // A positive scalar multiplying or dividing a Mul or MatMul of two activations read only
@@ -1195,13 +1228,9 @@ fn add_or_sub(lowerer: &mut Lowerer<'_>, node: &Node, out: String, sub: bool) ->
             }
             let a = lowerer.act(na)?;
             let b = lowerer.act(nb)?;
-            ensure!(
-                a.shape == b.shape,
-                "{} of shapes {:?} and {:?}: broadcasting is not supported",
-                node.op,
-                a.shape,
-                b.shape
-            );
+            let shape = broadcast_shape(node, &a.shape, &b.shape)?;
+            let a = lowerer.broadcast_to(node, a, &shape)?;
+            let b = lowerer.broadcast_to(node, b, &shape)?;
             let p = Pending {
                 op: PendingOp::Add { a, b, sub },
                 name: out.clone(),
@@ -1252,17 +1281,15 @@ pub(super) fn lower_mul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> 
     }
     let a = lowerer.act(na)?;
     let b = lowerer.act(nb)?;
-    let (a, b) = if broadcasts_to(&b.shape, &a.shape) {
+    let shape = broadcast_shape(node, &a.shape, &b.shape)?;
+    // Myelin Mul broadcasts its second operand: the product commutes, so an operand already
+    // of the full shape goes first; when neither is (`[4, 1] · [1, 8]`), `a` is repeated.
+    let (a, b) = if a.shape == shape {
         (a, b)
-    } else if broadcasts_to(&a.shape, &b.shape) {
+    } else if b.shape == shape {
         (b, a)
     } else {
-        bail!(
-            "Mul of [N, {:?}] and [N, {:?}]: one operand must broadcast to the other (equal \
-             ranks, each dim equal or 1)",
-            a.shape,
-            b.shape
-        );
+        (lowerer.broadcast_to(node, a, &shape)?, b)
     };
     let p = Pending {
         op: PendingOp::Mul { a, b, scale: 1.0 },
@@ -1377,8 +1404,8 @@ pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
     let wname = node.input(1).ok_or_else(|| anyhow!("missing weights"))?;
     let w = lowerer
         .konst(wname)
-        .ok_or_else(|| anyhow!("weights `{wname}` must be a constant"))?
-        .clone();
+        .ok_or_else(|| anyhow!("weights `{wname}` must be a constant"))?;
+    let (dims, w) = float::dilated_weights(node, &w.dims, &w.f32())?;
     let spatial = x.shape.len().checked_sub(1).filter(|s| (1..=2).contains(s));
     let spatial = spatial.ok_or_else(|| {
         anyhow!(
@@ -1387,26 +1414,24 @@ pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
         )
     })?;
     ensure!(
-        w.dims.len() == spatial + 2,
-        "weights {:?} do not match the input rank",
-        w.dims
+        dims.len() == spatial + 2,
+        "weights {dims:?} do not match the input rank"
     );
     let groups = node.int("group", 1)? as usize;
-    let (c, oc) = (x.shape[0], w.dims[0]);
+    let (c, oc) = (x.shape[0], dims[0]);
     ensure!(
         groups >= 1
             && c.is_multiple_of(groups)
             && oc.is_multiple_of(groups)
-            && w.dims[1] == c / groups,
-        "weights {:?} do not fit {c} input channels in {groups} groups",
-        w.dims
+            && dims[1] == c / groups,
+        "weights {dims:?} do not fit {c} input channels in {groups} groups"
     );
     let (h, wd) = if spatial == 2 {
         (x.shape[1], x.shape[2])
     } else {
         (1, x.shape[1])
     };
-    let window = float::Window::from_node(node, spatial, Some(&w.dims[2..]), [h, wd])?;
+    let window = float::Window::from_node(node, spatial, Some(&dims[2..]), [h, wd])?;
     let [oh, ow] = window.output(node, h, wd)?;
     let bias = match node.input(2) {
         None => vec![0.0; oc],
@@ -1433,7 +1458,7 @@ pub(super) fn lower_conv(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
         groups,
         one_d: spatial == 1,
     };
-    let weights = w.f32().iter().map(|&v| v as f64).collect();
+    let weights = w.iter().map(|&v| v as f64).collect();
     let layer = Layer {
         kind,
         input: x,
@@ -1527,15 +1552,17 @@ fn lower_matmul_of_acts(
     let b = lowerer.act(bname)?;
     let r = a.shape.len();
     ensure!(
-        r >= 2
-            && b.shape.len() == r
-            && a.shape[..r - 2] == b.shape[..r - 2]
-            && a.shape[r - 1] == b.shape[r - 2],
+        r >= 2 && b.shape.len() == r && a.shape[r - 1] == b.shape[r - 2],
         "MatMul of activations [N, {:?}] and [N, {:?}]: only [N, ..., M, K] × [N, ..., K, P] \
-         with equal leading axes is supported (no broadcasting; reshape both to the same rank)",
+         is supported (equal ranks; leading axes equal or 1)",
         a.shape,
         b.shape
     );
+    let lead = broadcast_shape(node, &a.shape[..r - 2], &b.shape[..r - 2])?;
+    let a_shape = [lead.as_slice(), &a.shape[r - 2..]].concat();
+    let b_shape = [lead.as_slice(), &b.shape[r - 2..]].concat();
+    let a = lowerer.broadcast_to(node, a, &a_shape)?;
+    let b = lowerer.broadcast_to(node, b, &b_shape)?;
     let mut out_shape = a.shape.clone();
     out_shape[r - 1] = b.shape[r - 1];
     let p = Pending {
@@ -1552,10 +1579,18 @@ fn lower_matmul_of_acts(
     Ok(())
 }
 
-/// Whether `b` broadcasts to `a` with `b` aligned on the right (Myelin Mul's rule), at equal
-/// ranks: both are ONNX activations, whose batch axes align only then.
-fn broadcasts_to(b: &[usize], a: &[usize]) -> bool {
-    b.len() == a.len() && b.iter().zip(a).all(|(&x, &y)| x == y || x == 1)
+/// The NumPy broadcast of two activation shapes (batch axis dropped). Their ranks must be
+/// equal: both ONNX tensors lead with the batch axis, and NumPy's right alignment would put
+/// the batch axis of the shorter one against another axis of the longer one.
+fn broadcast_shape(node: &Node, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let fits = a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| x == y || x == 1 || y == 1);
+    ensure!(
+        fits,
+        "{} of [N, {a:?}] and [N, {b:?}]: the operands must broadcast (equal ranks, each dim \
+         equal or 1)",
+        node.op
+    );
+    Ok(a.iter().zip(b).map(|(&x, &y)| x.max(y)).collect())
 }
 
 /// A Myelin axis (no batch axis) from an index into the ONNX axes (batch axis first, never

@@ -2,7 +2,9 @@
 //! scales as attributes or constant inputs, whichever the opset uses) to a Myelin model
 //! (format v1, `docs/SPEC.md`).
 //!
-//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read).
+//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read); [`shape_fold`]
+//!    folds what is the same for every input (shape chains, constant subgraphs) and unrolls
+//!    LSTM/GRU ([`recurrent`]).
 //! 2. [`float`] runs the float graph on every calibration row and [`calibrate`] chooses the
 //!    range of every tensor (min/max, percentile or MSE-optimal clipping); a model already
 //!    quantized in the QDQ format brings its own scales ([`qdq`]) and needs no rows.
@@ -31,6 +33,8 @@ mod ops;
 pub mod proto;
 mod qdq;
 pub mod quant;
+mod recurrent;
+mod shape_fold;
 
 use std::path::Path;
 
@@ -129,6 +133,8 @@ pub fn convert(
             declared_sample_shape(&graph)?
         }
     };
+    let onnx_nodes = graph.nodes.len();
+    let graph = shape_fold::fold(&graph, &sample_shape)?;
     let rows = calib
         .map(|c| Rows::new(&graph, c, &sample_shape))
         .transpose()?;
@@ -173,7 +179,7 @@ pub fn convert(
         "{} -> Myelin (format v{}): {} ONNX nodes -> {} Myelin nodes, {how}\n",
         onnx_path.display(),
         bytes[4],
-        graph.nodes.len(),
+        onnx_nodes,
         lowered.model.nodes.len(),
     );
     report.push_str(&lowered.report);
@@ -280,6 +286,7 @@ pub fn run_float(onnx_path: &Path, x: &npy::Array) -> Result<npy::Array> {
         x.shape
     );
     let sample_shape = graph.sample_shape(&x.shape[1..])?;
+    let graph = shape_fold::fold(&graph, &sample_shape)?;
     let data = x.to_f32();
     let runner = Runner::new(&graph);
     let mut out_shape = None;

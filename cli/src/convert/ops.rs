@@ -19,7 +19,12 @@
 //! Dropout (inference) and Cast to float are the identity; `Constant` nodes are read into
 //! the graph's constants when it is loaded (no row). QuantizeLinear / DequantizeLinear of an
 //! activation (QDQ models) round to their grid in float and lower to nothing: their scale
-//! and zero point become the tensor's quantization (see [`qdq`]).
+//! and zero point become the tensor's quantization (see [`qdq`]). Shape, ConstantOfShape,
+//! Expand, LSTM, GRU and Gather of constants or by constant positions of an activation have
+//! no row: the load-time pass ([`shape_fold`], [`recurrent`]) folds them into constants or
+//! rewrites them into ops of this table, so that the float interpreter and the lowering see
+//! the same computation. The Gathers left are those of integer ids (an embedding lookup, a
+//! selection of id columns: see `lower::lower_gather`).
 
 use anyhow::{anyhow, Result};
 
@@ -27,6 +32,7 @@ use super::float::{self, Env, Runner, Tensor};
 use super::graph::Node;
 use super::lower::{self, Lowerer};
 use super::qdq;
+use super::{recurrent, shape_fold};
 
 /// How the converter handles one ONNX op type.
 pub(super) struct OnnxOp {
@@ -314,7 +320,10 @@ pub(super) fn find(node: &Node) -> Result<&'static OnnxOp> {
     })
 }
 
-/// The supported op types, comma-separated, in table order.
+/// The supported op types, comma-separated: table order, then those the load-time pass
+/// removes.
 fn supported() -> String {
-    OPS.iter().map(|op| op.name).collect::<Vec<_>>().join(", ")
+    let rows = OPS.iter().map(|op| op.name);
+    let folded = shape_fold::OPS.iter().chain(recurrent::OPS).copied();
+    rows.chain(folded).collect::<Vec<_>>().join(", ")
 }
