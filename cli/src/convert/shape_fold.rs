@@ -239,11 +239,11 @@ impl Folder {
         match node.op.as_str() {
             "ConstantOfShape" => return self.constant_of_shape(&node),
             "Expand" => return self.expand(node),
-            "Gather" if node.inputs.iter().any(|i| self.ids.contains(i)) => {
-                if node.input(0).is_some_and(|x| self.ids.contains(x)) {
-                    self.ids.insert(node.outputs[0].clone());
-                }
+            // Id columns selected from ids are ids too; a lookup by ids is an embedding.
+            "Gather" if node.input(0).is_some_and(|x| self.ids.contains(x)) => {
+                self.ids.insert(node.outputs[0].clone());
             }
+            "Gather" if node.inputs.iter().any(|i| self.ids.contains(i)) => {}
             "Gather" => return self.gather(&node),
             "Reshape" => {
                 if let Some(v) = node.input(1).and_then(|s| self.batch.get(s)) {
