@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use myelin_precompile::input::{self, Input};
 use myelin_precompile::model::*;
-use myelin_precompile::random::Rng;
+use myelin_precompile::random::{self, Rng};
 use myelin_precompile::{decode, encode, gas, limits, Engine};
 
 /// Largest inference gas measured: EIP-7825's transaction cap (2^24). Larger models cannot
@@ -135,12 +135,9 @@ fn infer(model: &Model, t: &Timing) -> Result<Measure, String> {
     if gas > GAS_CAP {
         return Err(format!("{gas} gas > cap"));
     }
-    // Ids at their limits' last row: the rows farthest into each table.
     let x = Input {
         values: vec![7i8; a.input_len()],
-        ids: (model.index_inputs.iter())
-            .map(|i| i.limits.iter().map(|&l| l - 1).collect())
-            .collect(),
+        ids: random::last_ids(model),
     };
     let engine = Engine::new(valid);
     Ok(time(gas, t, || {

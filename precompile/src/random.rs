@@ -367,6 +367,14 @@ pub fn ids(rng: &mut Rng, m: &Model) -> Vec<Vec<u16>> {
         .collect()
 }
 
+/// Every id of `m` at its limit's last row: the rows farthest into each table.
+pub fn last_ids(m: &Model) -> Vec<Vec<u16>> {
+    m.index_inputs
+        .iter()
+        .map(|i| i.limits.iter().map(|&l| l - 1).collect())
+        .collect()
+}
+
 /// A random input for a model whose input has `len` elements.
 pub fn input(rng: &mut Rng, len: usize) -> Vec<i8> {
     rng.bytes(len)

@@ -396,7 +396,7 @@ impl Validator {
     /// Checks the next node (all its checks, in SPEC order) and records its analysis.
     pub fn node(&mut self, n: &Node) -> Result<(), ModelError> {
         let i = self.a.costs.len();
-        crate::ops::gather::check_index_reads(i, n, &self.index_inputs)?;
+        n.check_ids(i, &self.index_inputs)?;
         let a = &mut self.a;
         let shape = output_shape(i, n, &a.shapes)?;
         let out_elems = numel(&shape);

@@ -87,10 +87,10 @@ pub fn run(data: &[u8]) {
     if !tail.is_empty() {
         inputs.push(tail.iter().cycle().take(len).map(|&b| b as i8).collect());
     }
-    let last_rows: Vec<Vec<u16>> = (model.index_inputs.iter())
-        .map(|i| i.limits.iter().map(|&l| l - 1).collect())
-        .collect();
-    let ids = [random::ids(&mut Rng::new(seed ^ 0x1d5), model), last_rows];
+    let ids = [
+        random::ids(&mut Rng::new(seed ^ 0x1d5), model),
+        random::last_ids(model),
+    ];
     for values in &inputs {
         for ids in &ids {
             let input = Input {

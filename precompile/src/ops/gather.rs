@@ -12,7 +12,7 @@ use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::{tensor, EngineTensor, WIDE};
 use crate::error::{Code, ModelError};
-use crate::model::{IndexInput, Node, Scale, TensorId};
+use crate::model::{IndexInput, Scale, TensorId};
 use crate::validate::{checked_elems, not_encodable};
 
 const TAG: u8 = 0x16;
@@ -46,44 +46,6 @@ pub struct Prepared {
     dim: usize,
     /// Row-major `[rows][dim]`, as stored: one byte per parameter in the node's cache.
     table: Vec<i8>,
-}
-
-/// The index-input checks of a Gather node, made before its shape (SPEC §4.2): the index
-/// input exists, the ids read are within it, and the table has a row for every id they
-/// may take.
-pub(crate) fn check_index_reads(
-    node: usize,
-    n: &Node,
-    inputs: &[IndexInput],
-) -> Result<(), ModelError> {
-    let Node::Gather(g) = n else {
-        return Ok(());
-    };
-    let bad_read = |detail: String| ModelError::at(Code::BadIndexRead, node, detail);
-    let input = inputs
-        .get(g.index as usize)
-        .ok_or_else(|| bad_read(format!("index input {} does not exist", g.index)))?;
-    let (start, count) = (g.start as usize, g.count as usize);
-    if count == 0 || start + count > input.limits.len() {
-        return Err(bad_read(format!(
-            "ids {start}..{} of an index input of {}",
-            start + count,
-            input.limits.len()
-        )));
-    }
-    let need = input.limits[start..start + count]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0);
-    if g.rows < need {
-        return Err(ModelError::at(
-            Code::TableTooSmall,
-            node,
-            format!("{} rows; ids read may be up to {}", g.rows, need - 1),
-        ));
-    }
-    Ok(())
 }
 
 impl Op for Gather {
@@ -124,6 +86,36 @@ impl Op for Gather {
         w.extend_from_slice(&self.dim.to_le_bytes());
         w.push(self.zero_point as u8);
         w.extend(self.table.iter().map(|&v| v as u8));
+    }
+
+    /// Index input `index` exists, the ids read are within it, and the table has a row for
+    /// every id they may take.
+    fn check_ids(&self, node: usize, inputs: &[IndexInput]) -> Result<(), ModelError> {
+        let bad_read = |detail: String| ModelError::at(Code::BadIndexRead, node, detail);
+        let input = inputs
+            .get(self.index as usize)
+            .ok_or_else(|| bad_read(format!("index input {} does not exist", self.index)))?;
+        let (start, count) = (self.start as usize, self.count as usize);
+        if count == 0 || start + count > input.limits.len() {
+            return Err(bad_read(format!(
+                "ids {start}..{} of an index input of {}",
+                start + count,
+                input.limits.len()
+            )));
+        }
+        let need = input.limits[start..start + count]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if self.rows < need {
+            return Err(ModelError::at(
+                Code::TableTooSmall,
+                node,
+                format!("{} rows; ids read may be up to {}", self.rows, need - 1),
+            ));
+        }
+        Ok(())
     }
 
     fn output_shape(&self, node: usize, _: &[Vec<u32>]) -> Result<Vec<u32>, ModelError> {

@@ -38,7 +38,7 @@ use crate::codec::Reader;
 use crate::cost::Cost;
 use crate::engine::EngineTensor;
 use crate::error::ModelError;
-use crate::model::{Scale, TensorId};
+use crate::model::{IndexInput, Scale, TensorId};
 
 /// The tensors a node sees while it runs (reference or engine): every earlier tensor's
 /// value, and every tensor's shape and zero point from the analysis.
@@ -123,6 +123,11 @@ pub trait Op: Sized {
         shapes: &[Vec<u32>],
         out: &[u32],
     ) -> Result<Checked, ModelError>;
+    /// Its checks of the model's index inputs, made before its shape (SPEC §4.1): only an
+    /// operator that reads ids (Gather) has any.
+    fn check_ids(&self, _node: usize, _inputs: &[IndexInput]) -> Result<(), ModelError> {
+        Ok(())
+    }
     /// The scale its output must have when the graph fixes it (`scales[i]`: tensor `i`'s,
     /// if fixed); `None` when the node sets a new one.
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale>;
@@ -204,6 +209,16 @@ macro_rules! operators {
             ) -> Result<Checked, ModelError> {
                 match self {
                     $(Node::$variant(op) => op.check(node, zero_points, shapes, out),)*
+                }
+            }
+
+            pub(crate) fn check_ids(
+                &self,
+                node: usize,
+                inputs: &[IndexInput],
+            ) -> Result<(), ModelError> {
+                match self {
+                    $(Node::$variant(op) => op.check_ids(node, inputs),)*
                 }
             }
 
