@@ -467,6 +467,9 @@ def build_digits_sensitive_cnn():
     g.gemm("fc", h, p32["fc.weight"], p32["fc.bias"], out="output")
     model = g.model(["N", 1, 8, 8], ["N", 10])
     return dict(name="digits_sensitive_cnn", model=model, calib=xtr[:N_CALIB], test_x=xte,
+                test_y=yte, ref=ref, metrics={"accuracy": acc}, kind="multiclass")
+
+
 def expand_dilated(w: np.ndarray, d: int) -> np.ndarray:
     """A [o, i, k, k] kernel with dilation d as the equivalent [o, i, (k-1)d+1, ...] one."""
     o, i, k, _ = w.shape
@@ -816,6 +819,20 @@ def verify(res: dict) -> dict:
     return info
 
 
+def save_float_metrics(out_dir: str, updates: dict) -> None:
+    """Merges `updates` (model name -> float test metrics) into models/float_metrics.json,
+    keeping the entries of models other runs and scripts built."""
+    path = os.path.join(out_dir, "float_metrics.json")
+    metrics = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            metrics = json.load(f)
+    metrics.update(updates)
+    with open(path, "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def describe(model: onnx.ModelProto) -> str:
     g = model.graph
     shape = lambda vi: [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
@@ -840,13 +857,7 @@ def main() -> int:
     os.makedirs(data_dir, exist_ok=True)
 
     t0 = time.time()
-    metrics_path = os.path.join(out_dir, "float_metrics.json")
     metrics = {}
-    # Other scripts (train_tabular.py, train_transformer.py) and --only runs add to the file:
-    # keep the entries this run does not rebuild.
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f)
     builds = (build_digits_mlp, build_digits_cnn, build_digits_sensitive_cnn, build_credit_mlp,
               build_diabetes_reg, build_residual_mlp, build_digits_branch_cnn, build_digits_gru)
     if args.only:
@@ -870,9 +881,8 @@ def main() -> int:
         print(f"{name}: {shown}  ({time.time() - t:.1f}s)")
         print(describe(res["model"]))
 
-    with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-        f.write("\n")
+    # Other scripts (train_tabular.py, train_transformer.py) and --only runs add to the file.
+    save_float_metrics(out_dir, metrics)
     print(f"done in {time.time() - t0:.1f}s -> {out_dir}")
     return 0
 

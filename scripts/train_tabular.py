@@ -44,7 +44,7 @@ from onnx.reference import ReferenceEvaluator
 from sklearn.datasets import load_diabetes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_models import IR_VERSION, N_CALIB, OPSET, Adam, softmax, split, standardize, train_stats  # noqa: E402
+from train_models import IR_VERSION, N_CALIB, OPSET, Adam, save_float_metrics, softmax, split, standardize, train_stats  # noqa: E402
 
 NAME = "diabetes_embed"
 CARDINALITY = {"sex": 2, "age": 6, "bmi": 4}
@@ -166,13 +166,7 @@ def main() -> int:
     with open(os.path.join(data_dir, f"{NAME}_standardize.json"), "w") as f:
         json.dump({"mean": mean.tolist(), "std": std.tolist()}, f, indent=2)
         f.write("\n")
-    metrics_path = os.path.join(out_dir, "float_metrics.json")
-    with open(metrics_path) as f:
-        metrics = json.load(f)
-    metrics[NAME] = {"accuracy": acc}
-    with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-        f.write("\n")
+    save_float_metrics(out_dir, {NAME: {"accuracy": acc}})
     print(f"{NAME}: test accuracy {acc:.4f} (train {train_acc:.4f}), ONNX vs numpy {diff:.2e}")
     return 0
 

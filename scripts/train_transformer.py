@@ -29,7 +29,6 @@ what a frozen random encoder gives.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -40,7 +39,7 @@ from onnx.reference import ReferenceEvaluator
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_models import IR_VERSION, N_CALIB, digits_data, softmax  # noqa: E402
+from train_models import IR_VERSION, N_CALIB, digits_data, save_float_metrics, softmax  # noqa: E402
 
 NAME = "digits_transformer"
 OPSET = 17
@@ -132,13 +131,7 @@ def main() -> int:
     for suffix, arr in (("calib", xtr[:N_CALIB]), ("test_x", xte)):
         np.save(os.path.join(data_dir, f"{NAME}_{suffix}.npy"), arr.reshape(-1, 8, 8).astype(np.float32))
     np.save(os.path.join(data_dir, f"{NAME}_test_y.npy"), yte.astype(np.int64))
-    metrics_path = os.path.join(out_dir, "float_metrics.json")
-    with open(metrics_path) as f:
-        metrics = json.load(f)
-    metrics[NAME] = {"accuracy": acc}
-    with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-        f.write("\n")
+    save_float_metrics(out_dir, {NAME: {"accuracy": acc}})
     print(f"{NAME}: test accuracy {acc:.4f}, ONNX vs numpy {diff:.2e}")
     return 0
 
