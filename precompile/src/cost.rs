@@ -16,10 +16,17 @@ pub struct Cost {
     pub elems: u64,
 }
 
-/// Whole-tensor passes over a Dense/Conv output: the matmul result, its relayout, the cast
-/// to int64 and the bias, then requantization (14 passes of `MultiplyByQuantizedMultiplier`,
-/// the zero point and the clamp).
+/// Whole-tensor passes of burn's requantization over an output (Mul, Reduce, LayerNorm): the
+/// cast to int64, 14 passes of `MultiplyByQuantizedMultiplier`, the zero point, the clamp and
+/// the relayouts around them.
 pub const LAYER_OUT_PASSES: u64 = 20;
+/// Elements charged per output element of the int8 matrix kernel (`gemm.rs`; Dense, the
+/// convolutions, MatMul): its fused epilogue (bias, `MultiplyByQuantizedMultiplier`, zero
+/// point and clamp in scalar int64) and the write of the result.
+pub const GEMM_OUT_PASSES: u64 = 4;
+/// Elements charged per element of a right operand packed at run time (the im2col matrix,
+/// MatMul's second operand): zeroing the panels, writing a row, scattering it into them.
+pub const PACK_PASSES: u64 = 3;
 /// Elements charged per input element read into a flat host vector (Conv, pools): burn's
 /// `into_data` of a tensor still referenced elsewhere copies it element by element, measured
 /// at ~38 ns per element on the reference machine (`benches/examples/probe.rs`), i.e. about

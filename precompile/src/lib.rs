@@ -16,6 +16,8 @@ pub mod engine;
 pub mod error;
 pub mod evm;
 pub mod fixed;
+pub mod gemm;
+pub mod host;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
 pub mod gas;

@@ -1,14 +1,13 @@
 //! Conv2d and Conv1d (SPEC §3.4, tags 0x02 and 0x03): grouped convolution over a `[C, H, W]`
 //! (or `[C, L]`) map; padding holds the input zero point, i.e. real zero.
 
-use std::iter::repeat_n;
-
-use super::layer::{self, Layer, Output};
+use super::layer::{self, Output};
 use super::window::{chw_usize, Window};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES, READ_PASSES};
-use crate::engine::{requantize, tensor, values, EngineTensor, ACC, T, WIDE};
+use crate::cost::{Cost, GEMM_OUT_PASSES, PACK_PASSES};
+use crate::engine::EngineTensor;
+use crate::gemm::{gemm, packed_len, padded_macs, Epilogue, Lhs, Packed};
 use crate::error::{Code, ModelError};
 use crate::limits::MAX_IM2COL_ELEMS;
 use crate::model::{Scale, TensorId};
@@ -37,11 +36,13 @@ pub struct Conv {
     pub weights: Vec<i8>,
 }
 
+/// The layer as the kernel wants it: each group's weights as the left operand rows.
 pub struct Prepared {
-    layer: Layer,
     input: TensorId,
     window: Window,
-    groups: usize,
+    weights: Vec<Lhs>,
+    bias: Vec<i32>,
+    out: Output,
 }
 
 impl Conv {
@@ -181,19 +182,22 @@ impl Op for Conv {
         None
     }
 
-    /// Input read into a flat vector (`READ_PASSES`), im2col written by a direct loop
-    /// (padding is never materialised; inputs the stride skips are read once, in that copy),
-    /// turned into a tensor and copied to standard layout as the matmul's transposed right
-    /// operand (3 passes), matmul + requantize, per-group matmul setup.
+    /// The input (borrowed in place; a copy if not contiguous), each group's im2col matrix
+    /// packed as it is written (padding to whole kernel panels included; the map's padding
+    /// is never materialised beyond it), the product padded to whole panels and pairs, the
+    /// fused epilogue, and per-group setup (a depthwise layer of 2^20 channels pays it 2^20
+    /// times).
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
         let (n_in, n_out) = (numel(&shapes[self.input as usize]), numel(out));
-        let im2col = n_out / self.out_channels as u64 * self.fan_in() * self.groups as u64;
+        let g = self.groups as u64;
+        let positions = n_out / self.out_channels as u64;
+        let per_group = self.out_channels as u64 / g;
         Cost {
-            macs: n_out * self.fan_in(),
-            elems: READ_PASSES * n_in
-                + 3 * im2col
-                + LAYER_OUT_PASSES * n_out
-                + GROUP_ELEMS * self.groups as u64,
+            macs: g.saturating_mul(padded_macs(per_group, self.fan_in(), positions)),
+            elems: n_in
+                + PACK_PASSES * g.saturating_mul(packed_len(self.fan_in(), positions))
+                + GEMM_OUT_PASSES * n_out
+                + GROUP_ELEMS * g,
         }
     }
 
@@ -237,74 +241,85 @@ impl Op for Conv {
     }
 
     fn prepare(&self) -> Prepared {
+        let g = self.groups as usize;
+        let per_group = self.out_channels as usize / g;
+        let fan_in = self.fan_in() as usize;
+        let weights = (0..g)
+            .map(|group| {
+                let w = &self.weights[group * per_group * fan_in..][..per_group * fan_in];
+                Lhs::new(per_group, fan_in, |o, kk| w[o * fan_in + kk] as i16)
+            })
+            .collect();
         Prepared {
-            layer: Layer::new(
-                &self.weights,
-                &self.bias,
-                &self.out,
-                self.groups as usize,
-                true,
-            ),
             input: self.input,
             window: self.window,
-            groups: self.groups as usize,
+            weights,
+            bias: self.bias.clone(),
+            out: self.out.clone(),
         }
     }
 
+    /// Per group, `W_g · cols_g`: the weights are the left rows, the im2col matrix (one
+    /// column per output position, packed as it is written) the right operand, so the
+    /// product is already channel-major and a depthwise layer wastes no kernel lanes.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let dims = chw_usize(cx.shape(p.input));
         let [oc, oh, ow] = chw_usize(cx.out_shape());
-        let x = values(cx.value(p.input).clone());
-        let cols = im2col(&x, dims, cx.zp(p.input) as i64, p, [oh, ow]);
-        // W · colsᵀ, as for Dense: every dot product walks a contiguous weight row and a
-        // contiguous im2col row (cols · Wᵀ, the other way round, runs ~10x slower on a
-        // wide layer: 0.17 GMAC/s), and the result is already channel-major.
-        let acc = p.layer.weights.clone().matmul(cols.swap_dims(1, 2)); // [G, OC/G, OH·OW]
-        let acc: T<2> = acc.reshape([oc, oh * ow]).cast(WIDE) + p.layer.bias.clone();
-        requantize(acc, &p.layer.requant, &p.layer.out).flatten(0, 1)
+        let zp = cx.zp(p.input) as i64;
+        crate::host::unary(cx.value(p.input), &|x| {
+            let mut y = vec![0; oc * oh * ow];
+            let per_group = oc / p.weights.len();
+            for (group, w) in p.weights.iter().enumerate() {
+                let cols = im2col(x, dims, zp, &p.window, p.weights.len(), group, [oh, ow]);
+                let epilogue = Epilogue {
+                    out: &p.out,
+                    bias: &p.bias,
+                    channels_on_rows: true,
+                    channel_offset: group * per_group,
+                    row_stride: oh * ow,
+                    offset: group * per_group * oh * ow,
+                };
+                gemm(w, &cols, &epilogue, &mut y);
+            }
+            y
+        })
     }
 }
 
-/// im2col of a `[C, H, W]` map for a grouped convolution, `[G, OH·OW, C/G·KH·KW]` (columns in
-/// the weights' `[ic][kh][kw]` order), written by one direct loop: `x − zp` for positions
-/// inside the map and 0 in the padding. Neither a padded copy of the map nor per-window
-/// tensor operations are made, and only the positions some window covers are read.
-fn im2col(x: &[i64], [ch, h, w]: [usize; 3], zp: i64, p: &Prepared, [oh, ow]: [usize; 2]) -> T<3> {
-    let [kh, kw] = p.window.kernel.map(|k| k as usize);
-    let [sh, sw] = p.window.stride.map(|s| s as usize);
-    let (pt, pl) = (p.window.pads[0] as usize, p.window.pads[1] as usize);
-    let g = p.groups;
-    let icg = ch / g;
-    let mut cols: Vec<i32> = Vec::with_capacity(g * oh * ow * icg * kh * kw);
-    for group in 0..g {
+/// Group `group`'s im2col matrix of a `[C, H, W]` map, `[C/G·KH·KW, OH·OW]` (rows in the
+/// weights' `[ic][kh][kw]` order), packed for the kernel as it is written: `x − zp` for
+/// positions inside the map, 0 in the padding. No padded copy of the map is made and only
+/// the positions some window covers are read.
+fn im2col(
+    x: &[i64],
+    [ch, h, w]: [usize; 3],
+    zp: i64,
+    window: &Window,
+    groups: usize,
+    group: usize,
+    [oh, ow]: [usize; 2],
+) -> Packed {
+    let [kh, kw] = window.kernel.map(|k| k as usize);
+    let [sh, sw] = window.stride.map(|s| s as usize);
+    let (pt, pl) = (window.pads[0] as usize, window.pads[1] as usize);
+    let icg = ch / groups;
+    Packed::from_rows(icg * kh * kw, oh * ow, |kk, row| {
+        let (ic, i, j) = (kk / (kh * kw), kk / kw % kh, kk % kw);
+        let plane = &x[(group * icg + ic) * h * w..][..h * w];
         for r in 0..oh {
+            // A row above the map wraps to a huge value: outside, like below.
+            let yy = (r * sh + i).wrapping_sub(pt);
+            if yy >= h {
+                continue; // the row is zeroed: padding
+            }
             for s in 0..ow {
-                for ic in 0..icg {
-                    let plane = &x[(group * icg + ic) * h * w..][..h * w];
-                    // Window columns j0..j1 fall inside the map, the others in the padding.
-                    let x0 = s * sw;
-                    let j0 = pl.saturating_sub(x0).min(kw);
-                    let j1 = (w + pl).saturating_sub(x0).min(kw).max(j0);
-                    for i in 0..kh {
-                        // A row above the map wraps to a huge value: outside, like below.
-                        let y = (r * sh + i).wrapping_sub(pt);
-                        if y >= h {
-                            cols.extend(repeat_n(0, kw));
-                            continue;
-                        }
-                        cols.extend(repeat_n(0, j0));
-                        if j1 > j0 {
-                            let start = y * w + x0 + j0 - pl;
-                            let inside = &plane[start..start + j1 - j0];
-                            cols.extend(inside.iter().map(|&v| (v - zp) as i32));
-                        }
-                        cols.extend(repeat_n(0, kw - j1));
-                    }
+                let xx = (s * sw + j).wrapping_sub(pl);
+                if xx < w {
+                    row[r * ow + s] = (plane[yy * w + xx] - zp) as i16;
                 }
             }
         }
-    }
-    tensor(cols, [g, oh * ow, icg * kh * kw], ACC)
+    })
 }
 
 #[cfg(feature = "testkit")]
@@ -406,11 +421,11 @@ mod tests {
             weights: vec![1],
         };
         let cost = node.cost(&[vec![1, 1024, 1024]], &[1, 1, 1]);
-        // The whole input read + 3 · im2col (1) + 20 · output (1) + one group.
+        // The whole input + one packed panel of one pair + the epilogue + one group.
         assert_eq!(
             cost.elems,
-            READ_PASSES * (1 << 20) + 3 + LAYER_OUT_PASSES + GROUP_ELEMS
+            (1 << 20) + PACK_PASSES * 2 * 16 + GEMM_OUT_PASSES + GROUP_ELEMS
         );
-        assert_eq!(cost.macs, 1);
+        assert_eq!(cost.macs, 2 * 16);
     }
 }

@@ -1,10 +1,11 @@
 //! Dense: a fully connected layer over the last axis (SPEC §3.3, tag 0x01).
 
-use super::layer::{self, Layer, Output};
+use super::layer::{self, Output};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, EngineTensor, ACC, WIDE};
+use crate::cost::{Cost, GEMM_OUT_PASSES};
+use crate::engine::EngineTensor;
+use crate::gemm::{gemm, lhs_len, padded_macs, Epilogue, Lhs, Packed};
 use crate::error::ModelError;
 use crate::model::{Scale, TensorId};
 use crate::validate::{checked_elems, numel};
@@ -22,10 +23,12 @@ pub struct Dense {
     pub weights: Vec<i8>,
 }
 
+/// The layer as the kernel wants it: `Wᵀ` packed once, when the model is prepared.
 pub struct Prepared {
-    layer: Layer,
     input: TensorId,
-    out_features: usize,
+    weights: Packed,
+    bias: Vec<i32>,
+    out: Output,
 }
 
 impl Op for Dense {
@@ -93,15 +96,15 @@ impl Op for Dense {
         None
     }
 
-    /// Subtract the zero point, cast, and the matmul's standard-layout copy of the
-    /// transposed input (3 passes over the input), matmul + requantize.
+    /// The input's rows minus the zero point (the kernel's left operand), the product with
+    /// the packed weights (padded to whole panels), the fused epilogue per output.
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
         let input = &shapes[self.input as usize];
-        let (n_in, n_out) = (numel(input), numel(out));
         let k = *input.last().unwrap_or(&1) as u64;
+        let rows = numel(input) / k;
         Cost {
-            macs: n_in / k * self.out_features as u64 * k,
-            elems: 3 * n_in + LAYER_OUT_PASSES * n_out,
+            macs: padded_macs(rows, k, self.out_features as u64),
+            elems: lhs_len(rows, k) + GEMM_OUT_PASSES * numel(out),
         }
     }
 
@@ -124,27 +127,37 @@ impl Op for Dense {
     }
 
     fn prepare(&self) -> Prepared {
+        let n = self.out_features as usize;
+        let k = self.weights.len() / n;
         Prepared {
-            layer: Layer::new(&self.weights, &self.bias, &self.out, 1, false),
             input: self.input,
-            out_features: self.out_features as usize,
+            weights: Packed::from_rows(k, n, |kk, row| {
+                for (o, v) in row.iter_mut().enumerate() {
+                    *v = self.weights[o * k + kk] as i16;
+                }
+            }),
+            bias: self.bias.clone(),
+            out: self.out.clone(),
         }
     }
 
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let k = *cx.shape(p.input).last().unwrap_or(&1) as usize;
-        let x = cx
-            .value(p.input)
-            .clone()
-            .sub_scalar(cx.zp(p.input) as i64)
-            .cast(ACC);
-        let rows = x.dims()[0] / k;
-        // out^T = W · x^T: every dot product walks a contiguous weight row and, for the
-        // usual single row, a contiguous input column.
-        let xt = x.reshape([1, rows, k]).swap_dims(1, 2);
-        let acc = p.layer.weights.clone().matmul(xt).swap_dims(1, 2); // [1, rows, N]
-        let acc = acc.reshape([rows, p.out_features]).cast(WIDE) + p.layer.bias.clone();
-        requantize(acc, &p.layer.requant, &p.layer.out).flatten(0, 1)
+        let zp = cx.zp(p.input) as i64;
+        crate::host::unary(cx.value(p.input), &|x| {
+            let (k, n) = (p.weights.k(), p.weights.n());
+            let rows = x.len() / k;
+            let mut y = vec![0; rows * n];
+            let epilogue = Epilogue {
+                out: &p.out,
+                bias: &p.bias,
+                channels_on_rows: false,
+                channel_offset: 0,
+                row_stride: n,
+                offset: 0,
+            };
+            gemm(&Lhs::from_rows(x, rows, k, zp), &p.weights, &epilogue, &mut y);
+            y
+        })
     }
 }
 

@@ -5,8 +5,9 @@
 use super::layer::Output;
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, EngineTensor, RequantParams, ACC, T, WIDE};
+use crate::cost::{Cost, GEMM_OUT_PASSES, PACK_PASSES};
+use crate::engine::EngineTensor;
+use crate::gemm::{gemm, lhs_len, packed_len, padded_macs, Epilogue, Lhs, Packed};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::ops::mul::MAX_PRODUCT;
@@ -23,7 +24,6 @@ pub struct MatMul {
 
 pub struct Prepared {
     matmul: MatMul,
-    requant: RequantParams,
 }
 
 /// `[batch, M, K, N]` of valid operand shapes.
@@ -105,9 +105,11 @@ impl Op for MatMul {
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
         let (a, b) = (&shapes[self.a as usize], &shapes[self.b as usize]);
         let [batch, m, k, n] = dims(a, b);
+        let [batch, m, k, n] = [batch, m, k, n].map(|d| d as u64);
         Cost {
-            macs: (batch * m * k * n) as u64,
-            elems: 2 * numel(a) + 3 * numel(b) + LAYER_OUT_PASSES * numel(out),
+            macs: batch.saturating_mul(padded_macs(m, k, n)),
+            elems: batch.saturating_mul(lhs_len(m, k) + PACK_PASSES * packed_len(k, n))
+                + GEMM_OUT_PASSES * numel(out),
         }
     }
 
@@ -135,24 +137,35 @@ impl Op for MatMul {
     fn prepare(&self) -> Prepared {
         Prepared {
             matmul: self.clone(),
-            requant: RequantParams::new(&self.out.requant, [1, 1]),
         }
     }
 
+    /// Per batch entry, `(a − za) · (b − zb)` with `b`'s matrix packed as it is read.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let mm = &p.matmul;
         let [batch, m, k, n] = dims(cx.shape(mm.a), cx.shape(mm.b));
-        let lift = |id: TensorId| cx.value(id).clone().sub_scalar(cx.zp(id) as i64).cast(ACC);
-        let a: T<3> = lift(mm.a).reshape([batch, m, k]);
-        // bᵀ in standard layout ([batch, N, K], copied once), then viewed transposed: the
-        // matmul's rhs columns are its contiguous rows.
-        let bt: T<3> = lift(mm.b)
-            .reshape([batch, k, n])
-            .swap_dims(1, 2)
-            .reshape([batch * n * k])
-            .reshape([batch, n, k]);
-        let acc = a.matmul(bt.swap_dims(1, 2)).cast(WIDE); // [batch, M, N]
-        requantize(acc.reshape([1, batch * m * n]), &p.requant, &mm.out).flatten(0, 1)
+        let (za, zb) = (cx.zp(mm.a) as i64, cx.zp(mm.b) as i64);
+        crate::host::binary(cx.value(mm.a), cx.value(mm.b), &|a, b| {
+            let mut y = vec![0; batch * m * n];
+            for t in 0..batch {
+                let lhs = Lhs::from_rows(&a[t * m * k..], m, k, za);
+                let rhs = Packed::from_rows(k, n, |kk, row| {
+                    for (v, &x) in row.iter_mut().zip(&b[(t * k + kk) * n..][..n]) {
+                        *v = (x - zb) as i16;
+                    }
+                });
+                let epilogue = Epilogue {
+                    out: &mm.out,
+                    bias: &[],
+                    channels_on_rows: false,
+                    channel_offset: 0,
+                    row_stride: n,
+                    offset: t * m * n,
+                };
+                gemm(&lhs, &rhs, &epilogue, &mut y);
+            }
+            y
+        })
     }
 }
 

@@ -1,0 +1,374 @@
+//! The exact int8 matrix kernel behind Dense, the convolutions and MatMul of activations:
+//! `C[M, N] = A[M, K] · B[K, N]` with int16 operands (an int8 value minus its zero point
+//! spans 9 bits), int32 accumulators and the layer's requantization fused into the epilogue,
+//! so accumulators never leave registers and the node writes only its int8 results.
+//!
+//! Why a kernel of our own: burn-ndarray's integer matmul is a plain triple loop (1.2 GMAC/s
+//! at 256³, 0.26 GMAC/s for a conv's im2col product), and its fast float GEMM is exact only
+//! while every partial sum stays below 2^24. The CPU's integer multiply-add units compute
+//! `a₀·b₀ + a₁·b₁` of int16 pairs into int32 lanes exactly, which is what this uses.
+//!
+//! **Same bytes on every path.** [`Path`] picks AVX-512 VNNI, AVX2, NEON or portable scalar
+//! code at run time. Each path adds the same products into int32 lanes in a different order;
+//! two's-complement addition is associative modulo 2^32 and validation proves every final
+//! sum fits in int32 (SPEC §4.4), so every order gives the same accumulator, and the epilogue
+//! is one scalar function shared by all paths. Tests force each available path
+//! ([`with_path`]) against the scalar reference.
+//!
+//! Layout: `B` is packed once ([`Packed`]) into panels of [`NR`] columns whose rows come in
+//! interleaved pairs — `b[2q][n], b[2q+1][n]` for each column `n` — exactly what one
+//! `vpmaddwd` / `vpdpwssd` consumes after broadcasting the pair `a[m][2q], a[m][2q+1]`.
+//! `A` is row-major with `K` rounded up to even ([`Lhs`]). Padding columns and the odd
+//! `K` row are zeros; gas counts the padded work (`padded_macs`).
+
+use std::cell::Cell;
+
+use crate::ops::layer::Output;
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+/// Columns per packed panel: one 512-bit vector of int32 lanes.
+pub const NR: usize = 16;
+/// Most rows of `A` one tile computes.
+pub const MR: usize = 4;
+
+/// An instruction-set path of the kernel. All give identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// x86-64 AVX-512 with VNNI (`vpdpwssd`, 32 int16 MACs per instruction).
+    Avx512Vnni,
+    /// x86-64 AVX2 (`vpmaddwd` + `vpaddd`, 16 MACs per instruction pair).
+    Avx2,
+    /// AArch64 NEON (`smlal`/`smlal2` on int16 halves).
+    Neon,
+    /// Portable Rust, for any other CPU.
+    Scalar,
+}
+
+impl Path {
+    /// Every path this CPU can run, fastest first (the first is the default).
+    pub fn available() -> Vec<Path> {
+        let mut paths = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                paths.push(Path::Avx512Vnni);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                paths.push(Path::Avx2);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                paths.push(Path::Neon);
+            }
+        }
+        paths.push(Path::Scalar);
+        paths
+    }
+
+    fn best() -> Path {
+        static BEST: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Path::available()[0])
+    }
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Path>> = const { Cell::new(None) };
+}
+
+/// The path kernels on this thread use: the forced one inside [`with_path`], else the best.
+pub fn current_path() -> Path {
+    FORCED.with(|f| f.get()).unwrap_or_else(Path::best)
+}
+
+/// Runs `f` with every kernel on this thread forced onto `path` (tests and benchmarks).
+/// `path` must be one of [`Path::available`]; any other falls back to scalar code.
+pub fn with_path<R>(path: Path, f: impl FnOnce() -> R) -> R {
+    let path = if Path::available().contains(&path) {
+        path
+    } else {
+        Path::Scalar
+    };
+    let before = FORCED.with(|c| c.replace(Some(path)));
+    let r = f();
+    FORCED.with(|c| c.set(before));
+    r
+}
+
+/// `B[K, N]` packed into `ceil(N / NR)` panels of `ceil(K / 2)` interleaved row pairs.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    k: usize,
+    n: usize,
+    data: Vec<i16>,
+}
+
+impl Packed {
+    /// Packs `B` row by row: `fill(k, row)` writes row `k` (`N` values, zeroed before).
+    pub fn from_rows(k: usize, n: usize, mut fill: impl FnMut(usize, &mut [i16])) -> Self {
+        let panel_len = k.div_ceil(2) * 2 * NR;
+        let mut data = vec![0i16; n.div_ceil(NR) * panel_len];
+        let mut row = vec![0i16; n];
+        for kk in 0..k {
+            row.fill(0);
+            fill(kk, &mut row);
+            let base = (kk / 2) * 2 * NR + kk % 2;
+            for (col, &v) in row.iter().enumerate() {
+                data[(col / NR) * panel_len + base + (col % NR) * 2] = v;
+            }
+        }
+        Packed { k, n, data }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn pairs(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
+    fn panel(&self, p: usize) -> &[i16] {
+        let len = self.pairs() * 2 * NR;
+        &self.data[p * len..][..len]
+    }
+}
+
+/// `A[M, K]` row-major with rows padded to an even length.
+#[derive(Clone, Debug)]
+pub struct Lhs {
+    m: usize,
+    k: usize,
+    data: Vec<i16>,
+}
+
+impl Lhs {
+    /// `A` given element-wise: `a(m, k)`.
+    pub fn new(m: usize, k: usize, a: impl Fn(usize, usize) -> i16) -> Self {
+        let stride = padded(k);
+        let mut data = vec![0i16; m * stride];
+        for i in 0..m {
+            for j in 0..k {
+                data[i * stride + j] = a(i, j);
+            }
+        }
+        Lhs { m, k, data }
+    }
+
+    /// `A` from row-major values and a zero point to subtract from each.
+    pub fn from_rows(values: &[i64], m: usize, k: usize, zero_point: i64) -> Self {
+        Lhs::new(m, k, |i, j| (values[i * k + j] - zero_point) as i16)
+    }
+
+    fn row(&self, i: usize) -> &[i16] {
+        let stride = padded(self.k);
+        &self.data[i * stride..][..stride]
+    }
+}
+
+fn padded(k: usize) -> usize {
+    k.div_ceil(2) * 2
+}
+
+/// Multiply-accumulates the kernel performs for `M × K × N`: columns rounded up to whole
+/// panels and `K` to whole pairs, which is what gas charges.
+pub fn padded_macs(m: u64, k: u64, n: u64) -> u64 {
+    m.saturating_mul(k.div_ceil(2) * 2)
+        .saturating_mul(n.div_ceil(NR as u64) * NR as u64)
+}
+
+/// Elements a packed `K × N` right operand holds (what packing writes, padding included).
+pub fn packed_len(k: u64, n: u64) -> u64 {
+    (k.div_ceil(2) * 2).saturating_mul(n.div_ceil(NR as u64) * NR as u64)
+}
+
+/// Elements an `M × K` left operand holds.
+pub fn lhs_len(m: u64, k: u64) -> u64 {
+    m.saturating_mul(k.div_ceil(2) * 2)
+}
+
+/// Where accumulators go after the fused epilogue.
+pub struct Epilogue<'a> {
+    /// The layer's requantization (multipliers per channel or one), zero point and clamp.
+    pub out: &'a Output,
+    /// Bias per channel, or empty for none.
+    pub bias: &'a [i32],
+    /// Whether channels run along `C`'s rows (convolutions: `W · cols`) or columns (Dense).
+    pub channels_on_rows: bool,
+    /// Channel of `C`'s first row or column (a convolution group's first output channel).
+    pub channel_offset: usize,
+    /// Element `(m, n)` of `C` lands at `out[offset + m · row_stride + n]`.
+    pub row_stride: usize,
+    pub offset: usize,
+}
+
+impl Epilogue<'_> {
+    /// `REQUANT(acc + bias)` of one accumulator, written to its place in `out`.
+    #[inline]
+    fn store(&self, out: &mut [i64], m: usize, n: usize, acc: i32) {
+        let ch = self.channel_offset + if self.channels_on_rows { m } else { n };
+        let acc = match self.bias.get(ch) {
+            Some(&b) => acc.wrapping_add(b),
+            None => acc,
+        };
+        out[self.offset + m * self.row_stride + n] = self.out.apply(acc, ch) as i64;
+    }
+
+    fn store_tile(&self, out: &mut [i64], m0: usize, n0: usize, tile: &Tile, rows: usize, cols: usize) {
+        for (i, lanes) in tile.iter().enumerate().take(rows) {
+            for (j, &acc) in lanes.iter().enumerate().take(cols) {
+                self.store(out, m0 + i, n0 + j, acc);
+            }
+        }
+    }
+}
+
+/// Accumulators of one `MR × NR` tile.
+type Tile = [[i32; NR]; MR];
+
+/// `C = A · B`, requantized by `epi` into `out`, on the current [`Path`].
+pub fn gemm(a: &Lhs, b: &Packed, epi: &Epilogue<'_>, out: &mut [i64]) {
+    debug_assert_eq!(a.k, b.k);
+    let path = current_path();
+    let pairs = b.pairs();
+    for p in 0..b.n.div_ceil(NR) {
+        let panel = b.panel(p);
+        let cols = NR.min(b.n - p * NR);
+        let mut m0 = 0;
+        while m0 < a.m {
+            let rows = MR.min(a.m - m0);
+            let lhs: [&[i16]; MR] = std::array::from_fn(|i| a.row(m0 + i.min(rows - 1)));
+            let mut tile: Tile = [[0; NR]; MR];
+            tile_on(path, &lhs, rows, pairs, panel, &mut tile);
+            epi.store_tile(out, m0, p * NR, &tile, rows, cols);
+            m0 += rows;
+        }
+    }
+}
+
+/// One tile: `tile[i][j] = Σ_q lhs[i][2q..2q+2] · panel pair q, column j`, for `i < rows`.
+fn tile_on(path: Path, lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => x86::tile_avx512(lhs, rows, pairs, panel, tile),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => x86::tile_avx2(lhs, rows, pairs, panel, tile),
+        #[cfg(target_arch = "aarch64")]
+        Path::Neon => neon::tile(lhs, rows, pairs, panel, tile),
+        _ => scalar::tile(lhs, rows, pairs, panel, tile),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Requant;
+
+    /// A plain triple loop in int64: the definition the kernel must meet.
+    fn naive(a: &[i16], b: &[i16], m: usize, k: usize, n: usize) -> Vec<i64> {
+        let mut c = vec![0i64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] as i64 * b[p * n + j] as i64).sum();
+            }
+        }
+        c
+    }
+
+    /// An epilogue that returns accumulators unchanged (multiplier 2^30 · 2^1 = 1): checks
+    /// the products alone for accumulators that fit in int8 after the identity.
+    fn identity() -> Output {
+        Output {
+            requant: vec![Requant { mult: 1 << 30, shift: 1 }],
+            zero_point: 0,
+            act_min: -128,
+            act_max: 127,
+        }
+    }
+
+    #[test]
+    fn every_path_matches_the_triple_loop_on_every_tail_shape() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as i64
+        };
+        for &(m, k, n) in &[(1, 1, 1), (1, 7, 17), (3, 2, 16), (5, 33, 31), (4, 64, 48), (9, 5, 3)] {
+            // Values in {-1, 0, 1} keep every sum inside int8, so the identity epilogue
+            // exposes the raw accumulators.
+            let a: Vec<i16> = (0..m * k).map(|_| (next() % 3 - 1) as i16).collect();
+            let b: Vec<i16> = (0..k * n).map(|_| (next() % 3 - 1) as i16).collect();
+            let want = naive(&a, &b, m, k, n);
+            let want: Vec<i64> = want.iter().map(|&v| v.clamp(-128, 127)).collect();
+            let lhs = Lhs::new(m, k, |i, j| a[i * k + j]);
+            let packed = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
+            let out_spec = identity();
+            for path in Path::available() {
+                let mut out = vec![0i64; m * n];
+                let epi = Epilogue {
+                    out: &out_spec,
+                    bias: &[],
+                    channels_on_rows: false,
+                    channel_offset: 0,
+                    row_stride: n,
+                    offset: 0,
+                };
+                with_path(path, || gemm(&lhs, &packed, &epi, &mut out));
+                assert_eq!(out, want, "{path:?} on {m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_range_operands_agree_on_every_path() {
+        // |a| ≤ 255, |b| ≤ 128 and K = 64: sums up to 2^21, checked through a right shift
+        // of 14 so they fit int8 after requantization; any lost or doubled product shows.
+        let (m, k, n) = (7, 64, 37);
+        let a: Vec<i16> = (0..m * k).map(|i| ((i * 37 % 511) as i16) - 255).collect();
+        let b: Vec<i16> = (0..k * n).map(|i| ((i * 91 % 256) as i16) - 128).collect();
+        let lhs = Lhs::new(m, k, |i, j| a[i * k + j]);
+        let packed = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
+        let spec = Output {
+            requant: vec![Requant { mult: 1 << 30, shift: -13 }],
+            zero_point: 3,
+            act_min: -128,
+            act_max: 127,
+        };
+        let bias: Vec<i32> = (0..n as i32).map(|j| j * 1000 - 5000).collect();
+        let mut outs = Vec::new();
+        for path in Path::available() {
+            let mut out = vec![0i64; m * n];
+            let epi = Epilogue {
+                out: &spec,
+                bias: &bias,
+                channels_on_rows: false,
+                channel_offset: 0,
+                row_stride: n,
+                offset: 0,
+            };
+            with_path(path, || gemm(&lhs, &packed, &epi, &mut out));
+            outs.push((path, out));
+        }
+        let want: Vec<i64> = naive(&a, &b, m, k, n)
+            .iter()
+            .enumerate()
+            .map(|(i, &acc)| spec.apply(acc as i32 + bias[i % n], 0) as i64)
+            .collect();
+        for (path, out) in outs {
+            assert_eq!(out, want, "{path:?}");
+        }
+    }
+}
