@@ -149,8 +149,10 @@ impl Engine {
         // that buys little and costs a thread wake-up per operation (measured: ~200 µs per
         // two-row Dense node on a busy 2-core machine, 4x its gas), and it would let one
         // call take every core. One inference runs on one thread; results never depend on it.
+        // The pool's thread takes the caller's kernel path (forced by tests and benchmarks).
+        let path = crate::gemm::current_path();
         match single_thread() {
-            Some(pool) => pool.install(|| self.run_on_this_thread(input)),
+            Some(pool) => pool.install(|| crate::gemm::with_path(path, || self.run_on_this_thread(input))),
             None => self.run_on_this_thread(input),
         }
     }

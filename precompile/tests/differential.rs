@@ -1,11 +1,13 @@
 //! The engine (burn) against the scalar reference, byte for byte, on hundreds of random valid
-//! models and inputs per run; plus canonical round trips of every generated model.
+//! models and inputs per run, once per instruction-set path of the matrix kernel; plus
+//! canonical round trips of every generated model.
 //!
 //! Models are drawn from a proptest `Strategy` over [`random::Spec`] (input shape, op kinds,
 //! parameter seeds), so a failure shrinks to a model with few nodes and small dimensions
 //! before it is reported; fixed seeds of [`random::model`] cover the same known models on
 //! every run.
 
+use myelin_precompile::gemm::{with_path, Path};
 use myelin_precompile::input::Input;
 use myelin_precompile::model::Model;
 use myelin_precompile::random::{self, Rng, Spec};
@@ -27,12 +29,15 @@ fn check_model(model: &Model, rng: &mut Rng, what: &str) {
             ids: random::ids(rng, model),
         };
         let expected = reference::run_input(&valid, &input);
-        let got = engine.run_input(&input);
-        assert_eq!(
-            got, expected,
-            "{what}: engine != reference\nmodel {model:?}\ninput {input:?}"
-        );
-        assert_eq!(got.len(), valid.analysis().output_len());
+        // Every matrix-kernel path this CPU has (AVX-512 VNNI, AVX2, NEON, scalar), forced.
+        for path in Path::available() {
+            let got = with_path(path, || engine.run_input(&input));
+            assert_eq!(
+                got, expected,
+                "{what}: engine on {path:?} != reference\nmodel {model:?}\ninput {input:?}"
+            );
+            assert_eq!(got.len(), valid.analysis().output_len());
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub const MR: usize = 4;
 /// An instruction-set path of the kernel. All give identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
-    /// x86-64 AVX-512 with VNNI (`vpdpwssd`, 32 int16 MACs per instruction).
+    /// x86-64 AVX-512 (F, BW, DQ) with VNNI (`vpdpwssd`, 32 int16 MACs per instruction).
     Avx512Vnni,
     /// x86-64 AVX2 (`vpmaddwd` + `vpaddd`, 16 MACs per instruction pair).
     Avx2,
@@ -57,6 +57,7 @@ impl Path {
         {
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
             {
                 paths.push(Path::Avx512Vnni);
@@ -216,23 +217,60 @@ pub struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
-    /// `REQUANT(acc + bias)` of one accumulator, written to its place in `out`.
-    #[inline]
-    fn store(&self, out: &mut [i64], m: usize, n: usize, acc: i32) {
-        let ch = self.channel_offset + if self.channels_on_rows { m } else { n };
-        let acc = match self.bias.get(ch) {
-            Some(&b) => acc.wrapping_add(b),
-            None => acc,
-        };
-        out[self.offset + m * self.row_stride + n] = self.out.apply(acc, ch) as i64;
+    /// Constants of channel `ch` in lane `j` of `lanes`.
+    fn set_lane(&self, lanes: &mut Lanes, j: usize, ch: usize) {
+        let rq = self.out.requant_of(ch);
+        lanes.bias[j] = self.bias.get(ch).copied().unwrap_or(0);
+        lanes.left[j] = rq.shift.max(0) as u32;
+        lanes.mult[j] = rq.mult as i64;
+        lanes.right[j] = (-(rq.shift as i32)).max(0) as u32;
     }
 
-    fn store_tile(&self, out: &mut [i64], m0: usize, n0: usize, tile: &Tile, rows: usize, cols: usize) {
-        for (i, lanes) in tile.iter().enumerate().take(rows) {
-            for (j, &acc) in lanes.iter().enumerate().take(cols) {
-                self.store(out, m0 + i, n0 + j, acc);
-            }
+    /// Lanes of the `cols` channels starting at `first` (Dense: channels along a row).
+    fn along(&self, first: usize, cols: usize) -> Lanes {
+        let mut lanes = Lanes::default();
+        for j in 0..cols {
+            self.set_lane(&mut lanes, j, first + j);
         }
+        lanes
+    }
+
+    /// Every lane on channel `ch` (convolutions: one channel per row).
+    fn broadcast(&self, ch: usize) -> Lanes {
+        let mut lanes = Lanes::default();
+        for j in 0..NR {
+            self.set_lane(&mut lanes, j, ch);
+        }
+        lanes
+    }
+}
+
+/// Requantization constants of one tile row's `NR` lanes, one array per field so the lane
+/// loop of [`requant`] vectorizes. Unused lanes are all zero (a harmless no-op).
+#[derive(Clone, Copy, Default)]
+struct Lanes {
+    bias: [i32; NR],
+    left: [u32; NR],
+    mult: [i64; NR],
+    right: [u32; NR],
+}
+
+/// SPEC §3's `REQUANT(acc + bias)` on one tile row: `MultiplyByQuantizedMultiplier` (left
+/// shift, `SaturatingRoundingDoublingHighMul`, `RoundingDivideByPOT`), the zero point and the
+/// clamp — step for step [`Output::apply`] (no saturation case: multipliers are ≥ 2^30, and
+/// validation proves the lifted value fits in int32), in int64 lanes. One source for every
+/// path: the SIMD paths inline it into their target-feature wrappers, where it vectorizes.
+#[inline(always)]
+fn requant(acc: &[i32; NR], l: &Lanes, [zp, lo, hi]: [i64; 3], out: &mut [i64; NR]) {
+    for j in 0..NR {
+        let lifted = (acc[j].wrapping_add(l.bias[j]) as i64) << l.left[j];
+        let ab = lifted * l.mult[j];
+        let nudge = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+        let high = (ab + nudge) / (1i64 << 31);
+        let mask = (1i64 << l.right[j]) - 1;
+        let threshold = (mask >> 1) + (high < 0) as i64;
+        let v = (high >> l.right[j]) + ((high & mask) > threshold) as i64;
+        out[j] = (v + zp).clamp(lo, hi);
     }
 }
 
@@ -244,18 +282,45 @@ pub fn gemm(a: &Lhs, b: &Packed, epi: &Epilogue<'_>, out: &mut [i64]) {
     debug_assert_eq!(a.k, b.k);
     let path = current_path();
     let pairs = b.pairs();
+    let consts = [epi.out.zero_point, epi.out.act_min, epi.out.act_max].map(i64::from);
+    let row_lanes: Vec<Lanes> = if epi.channels_on_rows {
+        (0..a.m).map(|i| epi.broadcast(epi.channel_offset + i)).collect()
+    } else {
+        Vec::new()
+    };
     for p in 0..b.n.div_ceil(NR) {
         let panel = b.panel(p);
         let cols = NR.min(b.n - p * NR);
+        let col_lanes = if epi.channels_on_rows {
+            Lanes::default() // unused: every row has its own
+        } else {
+            epi.along(epi.channel_offset + p * NR, cols)
+        };
         let mut m0 = 0;
         while m0 < a.m {
             let rows = MR.min(a.m - m0);
             let lhs: [&[i16]; MR] = std::array::from_fn(|i| a.row(m0 + i.min(rows - 1)));
             let mut tile: Tile = [[0; NR]; MR];
             tile_on(path, &lhs, rows, pairs, panel, &mut tile);
-            epi.store_tile(out, m0, p * NR, &tile, rows, cols);
+            for (i, acc) in tile.iter().enumerate().take(rows) {
+                let lanes = row_lanes.get(m0 + i).unwrap_or(&col_lanes);
+                let mut row = [0i64; NR];
+                requant_on(path, acc, lanes, consts, &mut row);
+                let start = epi.offset + (m0 + i) * epi.row_stride + p * NR;
+                out[start..start + cols].copy_from_slice(&row[..cols]);
+            }
             m0 += rows;
         }
+    }
+}
+
+fn requant_on(path: Path, acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => x86::requant_avx512(acc, lanes, consts, out),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => x86::requant_avx2(acc, lanes, consts, out),
+        _ => requant(acc, lanes, consts, out),
     }
 }
 
@@ -328,6 +393,55 @@ mod tests {
                 };
                 with_path(path, || gemm(&lhs, &packed, &epi, &mut out));
                 assert_eq!(out, want, "{path:?} on {m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn epilogue_is_output_apply_on_every_path() {
+        let mut seed = 11u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..20_000 {
+            let shift = next(40) as i8 - 31; // -31..=8
+            let rq = Requant {
+                mult: (1 << 30) + next(1 << 30) as i32 - (next(2) as i32), // 2^30 − 1 is invalid; fixed below
+                shift,
+            };
+            let rq = Requant {
+                mult: rq.mult.max(1 << 30),
+                ..rq
+            };
+            // Any value whose lift by 2^left fits in int32, as validation guarantees.
+            let limit = (i32::MAX >> shift.max(0)) as u64;
+            let x = next(2 * limit + 1) as i64 - limit as i64;
+            let bias = next(2001) as i32 - 1000;
+            let acc = (x - bias as i64) as i32;
+            let lo = next(256) as i8 as i32;
+            let hi = next(256) as i8 as i32;
+            let (lo, hi) = (lo.min(hi) as i8, lo.max(hi) as i8);
+            let out = Output {
+                requant: vec![rq],
+                zero_point: next(256) as u8 as i8,
+                act_min: lo,
+                act_max: hi,
+            };
+            let want = out.apply(x as i32, 0) as i64;
+            let epi = Epilogue {
+                out: &out,
+                bias: &[bias],
+                channels_on_rows: true,
+                channel_offset: 0,
+                row_stride: 0,
+                offset: 0,
+            };
+            let consts = [out.zero_point, out.act_min, out.act_max].map(i64::from);
+            for path in Path::available() {
+                let mut row = [0i64; NR];
+                requant_on(path, &[acc; NR], &epi.broadcast(0), consts, &mut row);
+                assert_eq!(row, [want; NR], "{path:?} acc {acc} bias {bias} {rq:?}");
             }
         }
     }

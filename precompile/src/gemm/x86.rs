@@ -6,16 +6,27 @@
 
 use std::arch::x86_64::*;
 
-use super::{Tile, MR, NR};
+use super::{requant, Lanes, Tile, MR, NR};
 
-/// Reads the pair `row[2q], row[2q+1]` as one int32 (x86 is little-endian: `row[2q]` low).
-///
-/// # Safety
-/// `2q + 1 < row.len()`.
-#[inline(always)]
-unsafe fn pair_at(row: &[i16], q: usize) -> i32 {
-    // SAFETY: the caller keeps 2q + 1 in bounds; an unaligned read of 4 bytes.
-    unsafe { row.as_ptr().add(2 * q).cast::<i32>().read_unaligned() }
+pub(super) fn requant_avx512(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+    // SAFETY: only reached on `Path::Avx512Vnni`, selected when the CPU has these features.
+    unsafe { requant_512(acc, lanes, consts, out) }
+}
+
+/// The shared epilogue compiled for AVX-512 (the same source as every other path).
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
+unsafe fn requant_512(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+    requant(acc, lanes, consts, out)
+}
+
+pub(super) fn requant_avx2(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+    // SAFETY: only reached on `Path::Avx2`, selected when the CPU has AVX2.
+    unsafe { requant_256(acc, lanes, consts, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn requant_256(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+    requant(acc, lanes, consts, out)
 }
 
 fn check(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16]) {
@@ -38,8 +49,10 @@ pub(super) fn tile_avx512(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: 
     }
 }
 
-/// `R` rows, `U` accumulator chains per row (pairs `q ≡ u mod U` go to chain `u`).
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+/// `R` rows, `U` accumulator chains per row (pairs `q ≡ u mod U` go to chain `u`). No
+/// closures here: a closure does not inherit the function's target features, and its
+/// intrinsics would become out-of-line calls.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
 unsafe fn avx512<const R: usize, const U: usize>(
     lhs: &[&[i16]; MR],
     pairs: usize,
@@ -47,28 +60,31 @@ unsafe fn avx512<const R: usize, const U: usize>(
     tile: &mut Tile,
 ) {
     let mut c = [[_mm512_setzero_si512(); R]; U];
-    let b_at = |q: usize| {
-        // SAFETY: q < pairs, and the panel holds 2·NR int16 (64 bytes) per pair.
-        unsafe { _mm512_loadu_si512(panel.as_ptr().add(q * 2 * NR).cast()) }
-    };
+    let rows: [*const i32; R] = std::array::from_fn(|i| lhs[i].as_ptr().cast::<i32>());
+    let b = panel.as_ptr();
     let mut q = 0;
     while q + U <= pairs {
-        for (u, chain) in c.iter_mut().enumerate() {
-            let b = b_at(q + u);
-            for (i, acc) in chain.iter_mut().enumerate() {
-                // SAFETY: q + u < pairs and every row holds 2·pairs values.
-                let a = _mm512_set1_epi32(unsafe { pair_at(lhs[i], q + u) });
-                *acc = _mm512_dpwssd_epi32(*acc, a, b);
+        for u in 0..U {
+            // SAFETY: q + u < pairs: the panel holds 2·NR int16 (64 bytes) per pair and
+            // every row 2·pairs int16 (read as int32 pairs, unaligned).
+            unsafe {
+                let bv = _mm512_loadu_si512(b.add((q + u) * 2 * NR).cast());
+                for i in 0..R {
+                    let a = _mm512_set1_epi32(rows[i].add(q + u).read_unaligned());
+                    c[u][i] = _mm512_dpwssd_epi32(c[u][i], a, bv);
+                }
             }
         }
         q += U;
     }
     while q < pairs {
-        let b = b_at(q);
-        for (i, acc) in c[0].iter_mut().enumerate() {
-            // SAFETY: as above.
-            let a = _mm512_set1_epi32(unsafe { pair_at(lhs[i], q) });
-            *acc = _mm512_dpwssd_epi32(*acc, a, b);
+        // SAFETY: as above, q < pairs.
+        unsafe {
+            let bv = _mm512_loadu_si512(b.add(q * 2 * NR).cast());
+            for i in 0..R {
+                let a = _mm512_set1_epi32(rows[i].add(q).read_unaligned());
+                c[0][i] = _mm512_dpwssd_epi32(c[0][i], a, bv);
+            }
         }
         q += 1;
     }
@@ -104,30 +120,26 @@ unsafe fn avx2<const R: usize, const U: usize>(
     tile: &mut Tile,
 ) {
     let mut c = [[[_mm256_setzero_si256(); 2]; R]; U];
-    let b_at = |q: usize, half: usize| {
-        // SAFETY: q < pairs; each pair is 64 bytes, each half 32.
-        unsafe { _mm256_loadu_si256(panel.as_ptr().add(q * 2 * NR + half * NR).cast()) }
-    };
-    let step = |chain: &mut [[__m256i; 2]; R], q: usize| {
-        let b = [b_at(q, 0), b_at(q, 1)];
-        for (i, acc) in chain.iter_mut().enumerate() {
-            // SAFETY: q < pairs and every row holds 2·pairs values.
-            let a = _mm256_set1_epi32(unsafe { pair_at(lhs[i], q) });
-            for h in 0..2 {
-                acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(a, b[h]));
+    let rows: [*const i32; R] = std::array::from_fn(|i| lhs[i].as_ptr().cast::<i32>());
+    let b = panel.as_ptr();
+    let mut q = 0;
+    while q < pairs {
+        // Chain u takes pair q + u; the tail (fewer than U pairs left) goes to chain 0.
+        let chains = if q + U <= pairs { U } else { 1 };
+        for u in 0..chains {
+            // SAFETY: q + u < pairs: each pair is 64 bytes of the panel (two 32-byte
+            // halves) and every row holds 2·pairs int16.
+            unsafe {
+                let lo = _mm256_loadu_si256(b.add((q + u) * 2 * NR).cast());
+                let hi = _mm256_loadu_si256(b.add((q + u) * 2 * NR + NR).cast());
+                for i in 0..R {
+                    let a = _mm256_set1_epi32(rows[i].add(q + u).read_unaligned());
+                    c[u][i][0] = _mm256_add_epi32(c[u][i][0], _mm256_madd_epi16(a, lo));
+                    c[u][i][1] = _mm256_add_epi32(c[u][i][1], _mm256_madd_epi16(a, hi));
+                }
             }
         }
-    };
-    let mut q = 0;
-    while q + U <= pairs {
-        for (u, chain) in c.iter_mut().enumerate() {
-            step(chain, q + u);
-        }
-        q += U;
-    }
-    while q < pairs {
-        step(&mut c[0], q);
-        q += 1;
+        q += chains;
     }
     for i in 0..R {
         for h in 0..2 {
