@@ -55,11 +55,20 @@ fn bench_gemm(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(name, "burn_int32"), |bench| {
             bench.iter(|| burn_matmul(m, k, n, &a, &b).into_data())
         });
-        let packed = Packed::from_rows(k, n, |kk, row| {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = b[kk * n + j] as i16;
-            }
-        });
+        // Dense packs its int8 weights as int8; the im2col matrix is 16-bit (x − zp).
+        let packed = if name.starts_with("conv") {
+            Packed::from_rows(k, n, |kk, row| {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = b[kk * n + j] as i16;
+                }
+            })
+        } else {
+            Packed::from_int8_rows(k, n, |kk, row| {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = b[kk * n + j] as i8;
+                }
+            })
+        };
         let bias = vec![0; n];
         let epilogue = Epilogue {
             out: &out,

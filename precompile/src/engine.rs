@@ -152,7 +152,9 @@ impl Engine {
         // The pool's thread takes the caller's kernel path (forced by tests and benchmarks).
         let path = crate::gemm::current_path();
         match single_thread() {
-            Some(pool) => pool.install(|| crate::gemm::with_path(path, || self.run_on_this_thread(input))),
+            Some(pool) => {
+                pool.install(|| crate::gemm::with_path(path, || self.run_on_this_thread(input)))
+            }
             None => self.run_on_this_thread(input),
         }
     }

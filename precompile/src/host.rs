@@ -24,11 +24,7 @@ pub trait HostOps: Backend {
     /// `kernel` on one activation.
     fn host_unary(x: IntTensor<Self>, kernel: &Unary<'_>) -> IntTensor<Self>;
     /// `kernel` on two activations.
-    fn host_binary(
-        a: IntTensor<Self>,
-        b: IntTensor<Self>,
-        kernel: &Binary<'_>,
-    ) -> IntTensor<Self>;
+    fn host_binary(a: IntTensor<Self>, b: IntTensor<Self>, kernel: &Binary<'_>) -> IntTensor<Self>;
 }
 
 /// The values of an int64 activation, borrowed when contiguous (always, for the engine's flat

@@ -16,11 +16,11 @@ pub mod engine;
 pub mod error;
 pub mod evm;
 pub mod fixed;
-pub mod gemm;
-pub mod host;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
 pub mod gas;
+pub mod gemm;
+pub mod host;
 pub mod input;
 pub mod limits;
 pub mod memhost;

@@ -25,11 +25,11 @@ use std::cell::Cell;
 
 use crate::ops::layer::Output;
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
-#[cfg(target_arch = "aarch64")]
-mod neon;
 
 /// Columns per packed panel: one 512-bit vector of int32 lanes.
 pub const NR: usize = 16;
@@ -110,24 +110,43 @@ pub fn with_path<R>(path: Path, f: impl FnOnce() -> R) -> R {
 pub struct Packed {
     k: usize,
     n: usize,
-    data: Vec<i16>,
+    data: Panels,
+}
+
+/// Panel storage: int8 for weights (half the memory traffic of a vector×matrix product,
+/// which streams every weight once), int16 for operands that are activations minus a zero
+/// point. Kernels widen int8 to int16 as they load, so both give the same products.
+#[derive(Clone, Debug)]
+enum Panels {
+    Narrow(Vec<i8>),
+    Wide(Vec<i16>),
+}
+
+/// One panel of either width.
+#[derive(Clone, Copy)]
+enum Panel<'a> {
+    Narrow(&'a [i8]),
+    Wide(&'a [i16]),
 }
 
 impl Packed {
-    /// Packs `B` row by row: `fill(k, row)` writes row `k` (`N` values, zeroed before).
-    pub fn from_rows(k: usize, n: usize, mut fill: impl FnMut(usize, &mut [i16])) -> Self {
-        let panel_len = k.div_ceil(2) * 2 * NR;
-        let mut data = vec![0i16; n.div_ceil(NR) * panel_len];
-        let mut row = vec![0i16; n];
-        for kk in 0..k {
-            row.fill(0);
-            fill(kk, &mut row);
-            let base = (kk / 2) * 2 * NR + kk % 2;
-            for (col, &v) in row.iter().enumerate() {
-                data[(col / NR) * panel_len + base + (col % NR) * 2] = v;
-            }
+    /// Packs an int16 `B` row by row: `fill(k, row)` writes row `k` (`N` values, zeroed
+    /// before).
+    pub fn from_rows(k: usize, n: usize, fill: impl FnMut(usize, &mut [i16])) -> Self {
+        Packed {
+            k,
+            n,
+            data: Panels::Wide(pack(k, n, fill)),
         }
-        Packed { k, n, data }
+    }
+
+    /// Packs an int8 `B` (weights) row by row, as [`Packed::from_rows`].
+    pub fn from_int8_rows(k: usize, n: usize, fill: impl FnMut(usize, &mut [i8])) -> Self {
+        Packed {
+            k,
+            n,
+            data: Panels::Narrow(pack(k, n, fill)),
+        }
     }
 
     pub fn k(&self) -> usize {
@@ -142,10 +161,29 @@ impl Packed {
         self.k.div_ceil(2)
     }
 
-    fn panel(&self, p: usize) -> &[i16] {
+    fn panel(&self, p: usize) -> Panel<'_> {
         let len = self.pairs() * 2 * NR;
-        &self.data[p * len..][..len]
+        match &self.data {
+            Panels::Narrow(d) => Panel::Narrow(&d[p * len..][..len]),
+            Panels::Wide(d) => Panel::Wide(&d[p * len..][..len]),
+        }
     }
+}
+
+/// The panel layout of `B`, from its rows.
+fn pack<T: Copy + Default>(k: usize, n: usize, mut fill: impl FnMut(usize, &mut [T])) -> Vec<T> {
+    let panel_len = k.div_ceil(2) * 2 * NR;
+    let mut data = vec![T::default(); n.div_ceil(NR) * panel_len];
+    let mut row = vec![T::default(); n];
+    for kk in 0..k {
+        row.fill(T::default());
+        fill(kk, &mut row);
+        let base = (kk / 2) * 2 * NR + kk % 2;
+        for (col, &v) in row.iter().enumerate() {
+            data[(col / NR) * panel_len + base + (col % NR) * 2] = v;
+        }
+    }
+    data
 }
 
 /// `A[M, K]` row-major with rows padded to an even length.
@@ -284,7 +322,9 @@ pub fn gemm(a: &Lhs, b: &Packed, epi: &Epilogue<'_>, out: &mut [i64]) {
     let pairs = b.pairs();
     let consts = [epi.out.zero_point, epi.out.act_min, epi.out.act_max].map(i64::from);
     let row_lanes: Vec<Lanes> = if epi.channels_on_rows {
-        (0..a.m).map(|i| epi.broadcast(epi.channel_offset + i)).collect()
+        (0..a.m)
+            .map(|i| epi.broadcast(epi.channel_offset + i))
+            .collect()
     } else {
         Vec::new()
     };
@@ -307,7 +347,10 @@ pub fn gemm(a: &Lhs, b: &Packed, epi: &Epilogue<'_>, out: &mut [i64]) {
                 let mut row = [0i64; NR];
                 requant_on(path, acc, lanes, consts, &mut row);
                 let start = epi.offset + (m0 + i) * epi.row_stride + p * NR;
-                out[start..start + cols].copy_from_slice(&row[..cols]);
+                // A plain loop: `copy_from_slice` of 16 values is a libc call per row.
+                for (dst, &v) in out[start..start + cols].iter_mut().zip(&row) {
+                    *dst = v;
+                }
             }
             m0 += rows;
         }
@@ -325,16 +368,44 @@ fn requant_on(path: Path, acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out:
 }
 
 /// One tile: `tile[i][j] = Σ_q lhs[i][2q..2q+2] · panel pair q, column j`, for `i < rows`.
-fn tile_on(path: Path, lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
-    match path {
+fn tile_on(
+    path: Path,
+    lhs: &[&[i16]; MR],
+    rows: usize,
+    pairs: usize,
+    panel: Panel<'_>,
+    tile: &mut Tile,
+) {
+    match (path, panel) {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => x86::tile_avx512(lhs, rows, pairs, panel, tile),
+        (Path::Avx512Vnni, Panel::Narrow(b)) => x86::tile_avx512(lhs, rows, pairs, b, tile),
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => x86::tile_avx2(lhs, rows, pairs, panel, tile),
+        (Path::Avx512Vnni, Panel::Wide(b)) => x86::tile_avx512(lhs, rows, pairs, b, tile),
+        #[cfg(target_arch = "x86_64")]
+        (Path::Avx2, Panel::Narrow(b)) => x86::tile_avx2(lhs, rows, pairs, b, tile),
+        #[cfg(target_arch = "x86_64")]
+        (Path::Avx2, Panel::Wide(b)) => x86::tile_avx2(lhs, rows, pairs, b, tile),
         #[cfg(target_arch = "aarch64")]
-        Path::Neon => neon::tile(lhs, rows, pairs, panel, tile),
-        _ => scalar::tile(lhs, rows, pairs, panel, tile),
+        (Path::Neon, Panel::Narrow(b)) => neon::tile(lhs, rows, pairs, b, tile),
+        #[cfg(target_arch = "aarch64")]
+        (Path::Neon, Panel::Wide(b)) => neon::tile(lhs, rows, pairs, b, tile),
+        (_, Panel::Narrow(b)) => scalar::tile(lhs, rows, pairs, b, tile),
+        (_, Panel::Wide(b)) => scalar::tile(lhs, rows, pairs, b, tile),
     }
+}
+
+/// A panel element the SIMD paths load: int8 widened on load, or int16.
+pub(crate) trait Lane: Copy + Into<i32> {
+    /// Whether the element is one byte (`vpmovsxbw` on load).
+    const NARROW: bool;
+}
+
+impl Lane for i8 {
+    const NARROW: bool = true;
+}
+
+impl Lane for i16 {
+    const NARROW: bool = false;
 }
 
 #[cfg(test)]
@@ -347,7 +418,9 @@ mod tests {
         let mut c = vec![0i64; m * n];
         for i in 0..m {
             for j in 0..n {
-                c[i * n + j] = (0..k).map(|p| a[i * k + p] as i64 * b[p * n + j] as i64).sum();
+                c[i * n + j] = (0..k)
+                    .map(|p| a[i * k + p] as i64 * b[p * n + j] as i64)
+                    .sum();
             }
         }
         c
@@ -357,7 +430,10 @@ mod tests {
     /// the products alone for accumulators that fit in int8 after the identity.
     fn identity() -> Output {
         Output {
-            requant: vec![Requant { mult: 1 << 30, shift: 1 }],
+            requant: vec![Requant {
+                mult: 1 << 30,
+                shift: 1,
+            }],
             zero_point: 0,
             act_min: -128,
             act_max: 127,
@@ -368,10 +444,19 @@ mod tests {
     fn every_path_matches_the_triple_loop_on_every_tail_shape() {
         let mut seed = 7u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as i64
         };
-        for &(m, k, n) in &[(1, 1, 1), (1, 7, 17), (3, 2, 16), (5, 33, 31), (4, 64, 48), (9, 5, 3)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 7, 17),
+            (3, 2, 16),
+            (5, 33, 31),
+            (4, 64, 48),
+            (9, 5, 3),
+        ] {
             // Values in {-1, 0, 1} keep every sum inside int8, so the identity epilogue
             // exposes the raw accumulators.
             let a: Vec<i16> = (0..m * k).map(|_| (next() % 3 - 1) as i16).collect();
@@ -379,9 +464,17 @@ mod tests {
             let want = naive(&a, &b, m, k, n);
             let want: Vec<i64> = want.iter().map(|&v| v.clamp(-128, 127)).collect();
             let lhs = Lhs::new(m, k, |i, j| a[i * k + j]);
-            let packed = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
+            let wide = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
+            let narrow = Packed::from_int8_rows(k, n, |p, row| {
+                for (v, &x) in row.iter_mut().zip(&b[p * n..][..n]) {
+                    *v = x as i8;
+                }
+            });
             let out_spec = identity();
-            for path in Path::available() {
+            for (path, packed) in Path::available()
+                .into_iter()
+                .flat_map(|p| [(p, &wide), (p, &narrow)])
+            {
                 let mut out = vec![0i64; m * n];
                 let epi = Epilogue {
                     out: &out_spec,
@@ -401,7 +494,9 @@ mod tests {
     fn epilogue_is_output_apply_on_every_path() {
         let mut seed = 11u64;
         let mut next = |n: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
         for _ in 0..20_000 {
@@ -456,7 +551,10 @@ mod tests {
         let lhs = Lhs::new(m, k, |i, j| a[i * k + j]);
         let packed = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
         let spec = Output {
-            requant: vec![Requant { mult: 1 << 30, shift: -13 }],
+            requant: vec![Requant {
+                mult: 1 << 30,
+                shift: -13,
+            }],
             zero_point: 3,
             act_min: -128,
             act_max: 127,

@@ -7,9 +7,15 @@
 
 use std::arch::aarch64::*;
 
-use super::{Tile, MR, NR};
+use super::{Lane, Tile, MR, NR};
 
-pub(super) fn tile(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
+pub(super) fn tile<E: Lane>(
+    lhs: &[&[i16]; MR],
+    rows: usize,
+    pairs: usize,
+    panel: &[E],
+    tile: &mut Tile,
+) {
     assert!(panel.len() >= pairs * 2 * NR);
     assert!(lhs[..rows].iter().all(|row| row.len() >= 2 * pairs));
     // SAFETY: `Path::Neon` is only selected when the CPU reports neon, and the asserts above
@@ -18,15 +24,29 @@ pub(super) fn tile(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16],
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn kernel(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
+unsafe fn kernel<E: Lane>(
+    lhs: &[&[i16]; MR],
+    rows: usize,
+    pairs: usize,
+    panel: &[E],
+    tile: &mut Tile,
+) {
     for (i, out) in tile.iter_mut().enumerate().take(rows) {
         let mut acc = [vdupq_n_s32(0); NR / 4];
         for q in 0..pairs {
-            let pair = i32::from(lhs[i][2 * q] as u16) | (i32::from(lhs[i][2 * q + 1] as u16) << 16);
+            let pair =
+                i32::from(lhs[i][2 * q] as u16) | (i32::from(lhs[i][2 * q + 1] as u16) << 16);
             let a = vreinterpretq_s16_s32(vdupq_n_s32(pair));
             for (c, lanes) in acc.iter_mut().enumerate() {
                 // SAFETY: q < pairs; the panel holds 2·NR int16 per pair, 8 per vector.
-                let b = unsafe { vld1q_s16(panel.as_ptr().add(q * 2 * NR + 8 * c)) };
+                let b = unsafe {
+                    let p = panel.as_ptr().add(q * 2 * NR + 8 * c);
+                    if E::NARROW {
+                        vmovl_s8(vld1_s8(p.cast()))
+                    } else {
+                        vld1q_s16(p.cast())
+                    }
+                };
                 let lo = vmull_s16(vget_low_s16(a), vget_low_s16(b));
                 let hi = vmull_high_s16(a, b);
                 *lanes = vaddq_s32(*lanes, vpaddq_s32(lo, hi));

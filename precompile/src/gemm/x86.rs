@@ -6,9 +6,14 @@
 
 use std::arch::x86_64::*;
 
-use super::{requant, Lanes, Tile, MR, NR};
+use super::{requant, Lane, Lanes, Tile, MR, NR};
 
-pub(super) fn requant_avx512(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mut [i64; NR]) {
+pub(super) fn requant_avx512(
+    acc: &[i32; NR],
+    lanes: &Lanes,
+    consts: [i64; 3],
+    out: &mut [i64; NR],
+) {
     // SAFETY: only reached on `Path::Avx512Vnni`, selected when the CPU has these features.
     unsafe { requant_512(acc, lanes, consts, out) }
 }
@@ -29,22 +34,68 @@ unsafe fn requant_256(acc: &[i32; NR], lanes: &Lanes, consts: [i64; 3], out: &mu
     requant(acc, lanes, consts, out)
 }
 
-fn check(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16]) {
+fn check<E>(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[E]) {
     // The bounds every unchecked access below relies on.
     assert!(panel.len() >= pairs * 2 * NR);
     assert!(lhs[..rows].iter().all(|row| row.len() >= 2 * pairs));
 }
 
-pub(super) fn tile_avx512(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
+pub(super) fn tile_avx512<E: Lane>(
+    lhs: &[&[i16]; MR],
+    rows: usize,
+    pairs: usize,
+    panel: &[E],
+    tile: &mut Tile,
+) {
     check(lhs, rows, pairs, panel);
     // SAFETY: `Path::Avx512Vnni` is only selected when the CPU reports avx512f, avx512bw and
     // avx512vnni (`Path::available`), and `check` established the slice bounds.
     unsafe {
         match rows {
-            1 => avx512::<1, 4>(lhs, pairs, panel, tile),
-            2 => avx512::<2, 2>(lhs, pairs, panel, tile),
-            3 => avx512::<3, 1>(lhs, pairs, panel, tile),
-            _ => avx512::<4, 1>(lhs, pairs, panel, tile),
+            1 => avx512::<E, 1, 4>(lhs, pairs, panel, tile),
+            2 => avx512::<E, 2, 2>(lhs, pairs, panel, tile),
+            3 => avx512::<E, 3, 1>(lhs, pairs, panel, tile),
+            _ => avx512::<E, 4, 1>(lhs, pairs, panel, tile),
+        }
+    }
+}
+
+/// Pair `q` of a panel (2·NR elements) as 32 int16 lanes.
+///
+/// # Safety
+/// AVX-512 BW is available and the panel holds pair `q`.
+#[inline(always)]
+unsafe fn load512<E: Lane>(panel: *const E, q: usize) -> __m512i {
+    // SAFETY: the caller's contract; unaligned loads of 32 (int8) or 64 (int16) bytes.
+    unsafe {
+        let p = panel.add(q * 2 * NR);
+        if E::NARROW {
+            _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.cast()))
+        } else {
+            _mm512_loadu_si512(p.cast())
+        }
+    }
+}
+
+/// Pair `q` of a panel as two halves of 16 int16 lanes (columns 0–7 and 8–15).
+///
+/// # Safety
+/// AVX2 is available and the panel holds pair `q`.
+#[inline(always)]
+unsafe fn load256x2<E: Lane>(panel: *const E, q: usize) -> [__m256i; 2] {
+    // SAFETY: the caller's contract; unaligned loads of 16 (int8) or 32 (int16) bytes each.
+    unsafe {
+        let p = panel.add(q * 2 * NR);
+        if E::NARROW {
+            [
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())),
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(NR).cast())),
+            ]
+        } else {
+            [
+                _mm256_loadu_si256(p.cast()),
+                _mm256_loadu_si256(p.add(NR).cast()),
+            ]
         }
     }
 }
@@ -53,10 +104,10 @@ pub(super) fn tile_avx512(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: 
 /// closures here: a closure does not inherit the function's target features, and its
 /// intrinsics would become out-of-line calls.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
-unsafe fn avx512<const R: usize, const U: usize>(
+unsafe fn avx512<E: Lane, const R: usize, const U: usize>(
     lhs: &[&[i16]; MR],
     pairs: usize,
-    panel: &[i16],
+    panel: &[E],
     tile: &mut Tile,
 ) {
     let mut c = [[_mm512_setzero_si512(); R]; U];
@@ -68,7 +119,7 @@ unsafe fn avx512<const R: usize, const U: usize>(
             // SAFETY: q + u < pairs: the panel holds 2·NR int16 (64 bytes) per pair and
             // every row 2·pairs int16 (read as int32 pairs, unaligned).
             unsafe {
-                let bv = _mm512_loadu_si512(b.add((q + u) * 2 * NR).cast());
+                let bv = load512::<E>(b, q + u);
                 for i in 0..R {
                     let a = _mm512_set1_epi32(rows[i].add(q + u).read_unaligned());
                     c[u][i] = _mm512_dpwssd_epi32(c[u][i], a, bv);
@@ -80,7 +131,7 @@ unsafe fn avx512<const R: usize, const U: usize>(
     while q < pairs {
         // SAFETY: as above, q < pairs.
         unsafe {
-            let bv = _mm512_loadu_si512(b.add(q * 2 * NR).cast());
+            let bv = load512::<E>(b, q);
             for i in 0..R {
                 let a = _mm512_set1_epi32(rows[i].add(q).read_unaligned());
                 c[0][i] = _mm512_dpwssd_epi32(c[0][i], a, bv);
@@ -98,25 +149,31 @@ unsafe fn avx512<const R: usize, const U: usize>(
     }
 }
 
-pub(super) fn tile_avx2(lhs: &[&[i16]; MR], rows: usize, pairs: usize, panel: &[i16], tile: &mut Tile) {
+pub(super) fn tile_avx2<E: Lane>(
+    lhs: &[&[i16]; MR],
+    rows: usize,
+    pairs: usize,
+    panel: &[E],
+    tile: &mut Tile,
+) {
     check(lhs, rows, pairs, panel);
     // SAFETY: `Path::Avx2` is only selected when the CPU reports avx2 (`Path::available`),
     // and `check` established the slice bounds.
     unsafe {
         match rows {
-            1 => avx2::<1, 4>(lhs, pairs, panel, tile),
-            2 => avx2::<2, 2>(lhs, pairs, panel, tile),
-            3 => avx2::<3, 1>(lhs, pairs, panel, tile),
-            _ => avx2::<4, 1>(lhs, pairs, panel, tile),
+            1 => avx2::<E, 1, 4>(lhs, pairs, panel, tile),
+            2 => avx2::<E, 2, 2>(lhs, pairs, panel, tile),
+            3 => avx2::<E, 3, 1>(lhs, pairs, panel, tile),
+            _ => avx2::<E, 4, 1>(lhs, pairs, panel, tile),
         }
     }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<const R: usize, const U: usize>(
+unsafe fn avx2<E: Lane, const R: usize, const U: usize>(
     lhs: &[&[i16]; MR],
     pairs: usize,
-    panel: &[i16],
+    panel: &[E],
     tile: &mut Tile,
 ) {
     let mut c = [[[_mm256_setzero_si256(); 2]; R]; U];
@@ -130,8 +187,7 @@ unsafe fn avx2<const R: usize, const U: usize>(
             // SAFETY: q + u < pairs: each pair is 64 bytes of the panel (two 32-byte
             // halves) and every row holds 2·pairs int16.
             unsafe {
-                let lo = _mm256_loadu_si256(b.add((q + u) * 2 * NR).cast());
-                let hi = _mm256_loadu_si256(b.add((q + u) * 2 * NR + NR).cast());
+                let [lo, hi] = load256x2::<E>(b, q + u);
                 for i in 0..R {
                     let a = _mm256_set1_epi32(rows[i].add(q + u).read_unaligned());
                     c[u][i][0] = _mm256_add_epi32(c[u][i][0], _mm256_madd_epi16(a, lo));

@@ -5,8 +5,8 @@ use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, GEMM_OUT_PASSES};
 use crate::engine::EngineTensor;
-use crate::gemm::{gemm, lhs_len, padded_macs, Epilogue, Lhs, Packed};
 use crate::error::ModelError;
+use crate::gemm::{gemm, lhs_len, padded_macs, Epilogue, Lhs, Packed};
 use crate::model::{Scale, TensorId};
 use crate::validate::{checked_elems, numel};
 
@@ -131,9 +131,9 @@ impl Op for Dense {
         let k = self.weights.len() / n;
         Prepared {
             input: self.input,
-            weights: Packed::from_rows(k, n, |kk, row| {
+            weights: Packed::from_int8_rows(k, n, |kk, row| {
                 for (o, v) in row.iter_mut().enumerate() {
-                    *v = self.weights[o * k + kk] as i16;
+                    *v = self.weights[o * k + kk];
                 }
             }),
             bias: self.bias.clone(),
@@ -155,7 +155,12 @@ impl Op for Dense {
                 row_stride: n,
                 offset: 0,
             };
-            gemm(&Lhs::from_rows(x, rows, k, zp), &p.weights, &epilogue, &mut y);
+            gemm(
+                &Lhs::from_rows(x, rows, k, zp),
+                &p.weights,
+                &epilogue,
+                &mut y,
+            );
             y
         })
     }
