@@ -103,8 +103,9 @@ fn bench_gas(c: &mut Criterion) {
     // Cold load: parse + validate + prepare a 1 MiB model, priced by gas::load + gas::prepare.
     let mut rng = Rng::new(2);
     let big = encode(&base(vec![1024], vec![dense(&mut rng, 0, 1024, 1024, 20)]));
+    let analysis = decode(&big).expect("valid").analysis().clone();
     group.throughput(Throughput::Elements(
-        gas::load(big.len(), false) + gas::prepare(1),
+        gas::load(big.len(), false) + gas::prepare(&analysis),
     ));
     group.bench_function(BenchmarkId::new("load_cold", "1MiB"), |b| {
         b.iter(|| Engine::new(decode(&big).expect("valid")))

@@ -153,7 +153,7 @@ fn load(model: &Model, t: &Timing) -> Result<Measure, String> {
         return Err("too large".into());
     }
     let valid = decode(&bytes).map_err(|e| format!("rejected: {e}"))?;
-    let gas = gas::load(bytes.len(), false) + gas::prepare(valid.model().nodes.len());
+    let gas = gas::load(bytes.len(), false) + gas::prepare(valid.analysis());
     Ok(time(gas, t, || {
         let valid = decode(&bytes).unwrap_or_else(|_| unreachable!("decoded above"));
         std::hint::black_box(Engine::new(valid));

@@ -20,10 +20,10 @@ pub struct Cost {
 /// cast to int64, 14 passes of `MultiplyByQuantizedMultiplier`, the zero point, the clamp and
 /// the relayouts around them.
 pub const LAYER_OUT_PASSES: u64 = 20;
-/// Elements charged per output element of the int8 matrix kernel (`gemm.rs`; Dense, the
-/// convolutions, MatMul): its fused epilogue (bias, `MultiplyByQuantizedMultiplier`, zero
-/// point and clamp in scalar int64) and the write of the result.
-pub const GEMM_OUT_PASSES: u64 = 4;
+/// Elements charged per output lane of the int8 matrix kernel (`gemm/`; Dense, the
+/// convolutions, MatMul), counted over whole 16-lane panels: its fused epilogue (bias,
+/// `MultiplyByQuantizedMultiplier`, zero point and clamp in int64 lanes) and the store.
+pub const GEMM_OUT_PASSES: u64 = 3;
 /// Elements charged per element of a right operand packed at run time (the im2col matrix,
 /// MatMul's second operand): zeroing the panels, writing a row, scattering it into them.
 pub const PACK_PASSES: u64 = 3;

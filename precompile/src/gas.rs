@@ -6,7 +6,7 @@
 //! hunts for the worst (README, "Gas"). `cost.rs` counts every element the engine writes, so
 //! `ELEM_MILLI` also bounds memory: at most `8000 / ELEM_MILLI` bytes per gas (SPEC §5).
 
-use crate::validate::ValidModel;
+use crate::validate::{Analysis, ValidModel};
 
 /// Flat part of every call (ABI decoding, dispatch).
 pub const CALL_BASE: u64 = 400;
@@ -47,6 +47,11 @@ pub const LOAD_COLD_BYTE_MILLI: u64 = 250;
 /// builds up to a dozen small burn tensors (weights, bias, multipliers), a fixed cost that
 /// a per-byte price would miss for models of many tiny nodes.
 pub const LOAD_NODE: u64 = 1_000;
+/// Per element of a prepared kernel operand, in milligas: Dense weights packed into 16-column
+/// int8 panels (a layer of one output is padded 16-fold), convolution weights as int16 rows.
+/// Packing writes each element once (~1–2 ns), and this also bounds the prepared model's
+/// memory: at most 2 bytes per element, 20 bytes per gas.
+pub const PREPARE_ELEM_MILLI: u64 = 100;
 /// Later uses of the same model in the same transaction (tracked in transient storage).
 pub const LOAD_WARM: u64 = 100;
 
@@ -57,7 +62,11 @@ pub const LOAD_WARM: u64 = 100;
 /// 1.5 ns per MAC, i.e. 19 ns per gas at 80 milligas.
 pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 2_500;
-pub const MAC_MILLI: u64 = 80;
+/// Fixed gas of a node run by the int8 matrix kernel (Dense, Conv, MatMul): one call through
+/// the backend extension, the left operand and output allocations; measured on 256 chained
+/// one-weight Dense nodes (`benches/benches/gas.rs`, `256_tiny_dense`).
+pub const KERNEL_NODE: u64 = 100;
+pub const MAC_MILLI: u64 = 2;
 pub const ELEM_MILLI: u64 = 200;
 
 fn milli(units: u64, milligas: u64) -> u64 {
@@ -73,18 +82,16 @@ pub fn load(size: usize, warm: bool) -> u64 {
     }
 }
 
-/// Gas of preparing the `nodes` nodes of a model loaded cold (after `load`).
-pub fn prepare(nodes: usize) -> u64 {
-    LOAD_NODE * nodes as u64
+/// Gas of preparing the nodes of a model loaded cold (after `load`): per node, and per
+/// element of the operands the matrix kernel packs once (`Analysis::prepared`).
+pub fn prepare(a: &Analysis) -> u64 {
+    LOAD_NODE * a.costs.len() as u64 + milli(a.prepared, PREPARE_ELEM_MILLI)
 }
 
 /// Gas of one inference (without the model load and the call's own I/O).
 pub fn inference(m: &ValidModel) -> u64 {
     let a = m.analysis();
-    INFER_BASE
-        + NODE * a.costs.len() as u64
-        + milli(a.total.macs, MAC_MILLI)
-        + milli(a.total.elems, ELEM_MILLI)
+    INFER_BASE + a.node_gas + milli(a.total.macs, MAC_MILLI) + milli(a.total.elems, ELEM_MILLI)
 }
 
 /// Gas of one `infer` call with a cold model, as `modelInfo` reports it: what a caller
@@ -99,7 +106,7 @@ pub fn infer_call(m: &ValidModel, size: usize) -> u64 {
         + IO_BYTE * (calldata + returndata) as u64
         + SLOAD_COLD
         + load(size, false)
-        + prepare(a.costs.len())
+        + prepare(a)
         + inference(m)
 }
 

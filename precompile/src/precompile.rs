@@ -465,10 +465,10 @@ impl Myelin {
         meter.warmth.push((id, LOADED));
         // A cold load also pays for preparing every node, known once the model is parsed
         // (the same count whether or not this node has it cached).
-        let prepare = |nodes: usize| if warm { 0 } else { gas::prepare(nodes) };
+        let prepare = |a: &crate::Analysis| if warm { 0 } else { gas::prepare(a) };
         let epoch = meter.epoch(host);
         if let Some(engine) = self.cache.get(epoch, &id) {
-            meter.charge(prepare(engine.model().nodes.len()))?;
+            meter.charge(prepare(engine.analysis()))?;
             return Ok((engine, size));
         }
         let bytes = host
@@ -478,7 +478,7 @@ impl Myelin {
         // Stored models were validated at publication: a failure here is a bug or corrupt
         // state, reported as such rather than as the caller's invalid model.
         let m = codec::decode(&bytes).map_err(|_| revert(IMyelin::InternalError {}))?;
-        meter.charge(prepare(m.model().nodes.len()))?;
+        meter.charge(prepare(m.analysis()))?;
         let engine = Arc::new(Engine::new(m));
         self.cache.insert(epoch, id, engine.clone(), size);
         Ok((engine, size))

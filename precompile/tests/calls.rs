@@ -414,16 +414,14 @@ fn the_model_length_slot_is_priced_like_sload() {
         io(infer(a.input_len() + 1).len(), 0)
             + gas::SLOAD_COLD
             + gas::load(model.len(), false)
-            + gas::prepare(a.costs.len())
+            + gas::prepare(a)
     );
     let cold = success(call(&m, &mut host, &infer(a.input_len()))).0;
     assert_eq!(cold, gas::infer_call(&valid, model.len()));
     let warm = success(call(&m, &mut host, &infer(a.input_len()))).0;
     assert_eq!(
         cold - warm,
-        gas::SLOAD_COLD - gas::SLOAD_WARM
-            + gas::load(model.len(), false)
-            + gas::prepare(a.costs.len())
+        gas::SLOAD_COLD - gas::SLOAD_WARM + gas::load(model.len(), false) + gas::prepare(a)
             - gas::LOAD_WARM
     );
 }
@@ -622,7 +620,7 @@ fn outputs_are_charged_before_the_inference_runs() {
     let before_inference = io(data.len(), 0)
         + gas::SLOAD_COLD
         + gas::load(model.len(), false)
-        + gas::prepare(a.costs.len())
+        + gas::prepare(a)
         + gas::IO_BYTE * (64 + 4 * (64 + 32 * gas::words(a.output_len()))) as u64;
     // With exactly enough for the returndata and no inference: out of gas, nothing run.
     let ctx = CallContext {

@@ -62,7 +62,7 @@ fn second_load_in_a_transaction_is_warm() {
     let (warm, out2) = call(&m, &mut host, &data);
     assert_eq!(out1, out2);
     assert_eq!(cold, gas::infer_call(&valid, model.len()));
-    let cold_load = gas::load(model.len(), false) + gas::prepare(a.costs.len());
+    let cold_load = gas::load(model.len(), false) + gas::prepare(a);
     assert_eq!(
         cold - warm,
         gas::SLOAD_COLD - gas::SLOAD_WARM + cold_load - gas::LOAD_WARM
@@ -119,7 +119,7 @@ fn batch_charges_one_load_and_one_inference_per_input() {
             + io
             + gas::SLOAD_COLD
             + gas::load(model.len(), false)
-            + gas::prepare(a.costs.len())
+            + gas::prepare(a)
             + 3 * gas::inference(&valid)
     );
 }

@@ -266,7 +266,7 @@ fn infer_returns_engine_output_and_charges_the_published_gas() {
     assert_eq!(info.inferGas, precompile_gas);
     assert_eq!(
         (info.inputShape, info.outputShape, info.macs),
-        (vec![64], vec![10], 640)
+        (vec![64], vec![10], 64 * 16) // 10 outputs run (and are charged) as a 16-lane panel
     );
     println!(
         "infer: precompile gas {precompile_gas}, tx gas {}",

@@ -115,14 +115,14 @@ unsafe fn avx512<E: Lane, const R: usize, const U: usize>(
     let b = panel.as_ptr();
     let mut q = 0;
     while q + U <= pairs {
-        for u in 0..U {
+        for (u, chain) in c.iter_mut().enumerate() {
             // SAFETY: q + u < pairs: the panel holds 2·NR int16 (64 bytes) per pair and
             // every row 2·pairs int16 (read as int32 pairs, unaligned).
             unsafe {
                 let bv = load512::<E>(b, q + u);
-                for i in 0..R {
-                    let a = _mm512_set1_epi32(rows[i].add(q + u).read_unaligned());
-                    c[u][i] = _mm512_dpwssd_epi32(c[u][i], a, bv);
+                for (acc, row) in chain.iter_mut().zip(rows) {
+                    let a = _mm512_set1_epi32(row.add(q + u).read_unaligned());
+                    *acc = _mm512_dpwssd_epi32(*acc, a, bv);
                 }
             }
         }
@@ -183,15 +183,15 @@ unsafe fn avx2<E: Lane, const R: usize, const U: usize>(
     while q < pairs {
         // Chain u takes pair q + u; the tail (fewer than U pairs left) goes to chain 0.
         let chains = if q + U <= pairs { U } else { 1 };
-        for u in 0..chains {
+        for (u, chain) in c.iter_mut().enumerate().take(chains) {
             // SAFETY: q + u < pairs: each pair is 64 bytes of the panel (two 32-byte
             // halves) and every row holds 2·pairs int16.
             unsafe {
                 let [lo, hi] = load256x2::<E>(b, q + u);
-                for i in 0..R {
-                    let a = _mm256_set1_epi32(rows[i].add(q + u).read_unaligned());
-                    c[u][i][0] = _mm256_add_epi32(c[u][i][0], _mm256_madd_epi16(a, lo));
-                    c[u][i][1] = _mm256_add_epi32(c[u][i][1], _mm256_madd_epi16(a, hi));
+                for (acc, row) in chain.iter_mut().zip(rows) {
+                    let a = _mm256_set1_epi32(row.add(q + u).read_unaligned());
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(a, lo));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(a, hi));
                 }
             }
         }

@@ -8,7 +8,7 @@ use crate::codec::Reader;
 use crate::cost::{Cost, GEMM_OUT_PASSES, PACK_PASSES};
 use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
-use crate::gemm::{gemm, packed_len, padded_macs, Epilogue, Lhs, Packed};
+use crate::gemm::{gemm, lhs_len, packed_len, padded_macs, padded_outputs, Epilogue, Lhs, Packed};
 use crate::limits::MAX_IM2COL_ELEMS;
 use crate::model::{Scale, TensorId};
 use crate::validate::{check_groups, checked_elems, expect_rank, not_encodable, numel};
@@ -54,6 +54,7 @@ impl Conv {
 impl Op for Conv {
     const TAGS: &'static [u8] = &[TAG_2D, TAG_1D];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         if self.one_d {
@@ -182,6 +183,11 @@ impl Op for Conv {
         None
     }
 
+    /// Each group's weights as int16 rows of even length.
+    fn prepared_elems(&self) -> u64 {
+        self.groups as u64 * lhs_len(self.out_channels as u64 / self.groups as u64, self.fan_in())
+    }
+
     /// The input (borrowed in place; a copy if not contiguous), each group's im2col matrix
     /// packed as it is written (padding to whole kernel panels included; the map's padding
     /// is never materialised beyond it), the product padded to whole panels and pairs, the
@@ -196,7 +202,7 @@ impl Op for Conv {
             macs: g.saturating_mul(padded_macs(per_group, self.fan_in(), positions)),
             elems: n_in
                 + PACK_PASSES * g.saturating_mul(packed_len(self.fan_in(), positions))
-                + GEMM_OUT_PASSES * n_out
+                + GEMM_OUT_PASSES * g.saturating_mul(padded_outputs(per_group, positions))
                 + GROUP_ELEMS * g,
         }
     }
@@ -424,7 +430,7 @@ mod tests {
         // The whole input + one packed panel of one pair + the epilogue + one group.
         assert_eq!(
             cost.elems,
-            (1 << 20) + PACK_PASSES * 2 * 16 + GEMM_OUT_PASSES + GROUP_ELEMS
+            (1 << 20) + PACK_PASSES * 2 * 16 + GEMM_OUT_PASSES * 16 + GROUP_ELEMS
         );
         assert_eq!(cost.macs, 2 * 16);
     }

@@ -6,7 +6,7 @@ use crate::codec::Reader;
 use crate::cost::{Cost, GEMM_OUT_PASSES};
 use crate::engine::EngineTensor;
 use crate::error::ModelError;
-use crate::gemm::{gemm, lhs_len, padded_macs, Epilogue, Lhs, Packed};
+use crate::gemm::{gemm, lhs_len, packed_len, padded_macs, padded_outputs, Epilogue, Lhs, Packed};
 use crate::model::{Scale, TensorId};
 use crate::validate::{checked_elems, numel};
 
@@ -34,6 +34,7 @@ pub struct Prepared {
 impl Op for Dense {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Dense"
@@ -96,15 +97,22 @@ impl Op for Dense {
         None
     }
 
+    /// `Wᵀ` in whole 16-column int8 panels.
+    fn prepared_elems(&self) -> u64 {
+        let k = self.weights.len() as u64 / self.out_features as u64;
+        packed_len(k, self.out_features as u64)
+    }
+
     /// The input's rows minus the zero point (the kernel's left operand), the product with
-    /// the packed weights (padded to whole panels), the fused epilogue per output.
-    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+    /// the packed weights and the fused epilogue, both padded to whole panels.
+    fn cost(&self, shapes: &[Vec<u32>], _: &[u32]) -> Cost {
         let input = &shapes[self.input as usize];
         let k = *input.last().unwrap_or(&1) as u64;
         let rows = numel(input) / k;
         Cost {
             macs: padded_macs(rows, k, self.out_features as u64),
-            elems: lhs_len(rows, k) + GEMM_OUT_PASSES * numel(out),
+            elems: lhs_len(rows, k)
+                + GEMM_OUT_PASSES * padded_outputs(rows, self.out_features as u64),
         }
     }
 

@@ -8,10 +8,10 @@ use crate::codec::Reader;
 use crate::cost::{Cost, GEMM_OUT_PASSES, PACK_PASSES};
 use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
-use crate::gemm::{gemm, lhs_len, packed_len, padded_macs, Epilogue, Lhs, Packed};
+use crate::gemm::{gemm, lhs_len, packed_len, padded_macs, padded_outputs, Epilogue, Lhs, Packed};
 use crate::model::{Scale, TensorId};
 use crate::ops::mul::MAX_PRODUCT;
-use crate::validate::{checked_elems, numel};
+use crate::validate::checked_elems;
 
 const TAG: u8 = 0x14;
 
@@ -41,6 +41,7 @@ fn dims(a: &[u32], b: &[u32]) -> [usize; 4] {
 impl Op for MatMul {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "MatMul"
@@ -102,14 +103,17 @@ impl Op for MatMul {
 
     /// Both zero points and casts (2 passes over each operand), `b` copied transposed so
     /// that every dot product walks two contiguous rows, the product and its requantization.
-    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+    fn cost(&self, shapes: &[Vec<u32>], _: &[u32]) -> Cost {
         let (a, b) = (&shapes[self.a as usize], &shapes[self.b as usize]);
         let [batch, m, k, n] = dims(a, b);
         let [batch, m, k, n] = [batch, m, k, n].map(|d| d as u64);
         Cost {
             macs: batch.saturating_mul(padded_macs(m, k, n)),
-            elems: batch.saturating_mul(lhs_len(m, k) + PACK_PASSES * packed_len(k, n))
-                + GEMM_OUT_PASSES * numel(out),
+            elems: batch.saturating_mul(
+                lhs_len(m, k)
+                    + PACK_PASSES * packed_len(k, n)
+                    + GEMM_OUT_PASSES * padded_outputs(m, n),
+            ),
         }
     }
 

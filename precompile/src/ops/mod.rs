@@ -98,6 +98,11 @@ pub trait Op: Sized {
     const TAGS: &'static [u8];
     /// Prepared state the engine keeps for the node (weights as tensors, tables).
     type Prepared;
+    /// Fixed gas of running one node of this kind (dispatch, allocation), on top of its
+    /// MACs and elements (SPEC §7): `gas::NODE` for the whole-tensor burn kernels, whose
+    /// dozens of tensor operations each carry a fixed overhead, `gas::KERNEL_NODE` for the
+    /// matrix kernel's single call.
+    const NODE_GAS: u64 = crate::gas::NODE;
 
     /// Name in errors and `myelin inspect`.
     fn name(&self) -> &'static str;
@@ -131,6 +136,11 @@ pub trait Op: Sized {
     /// The scale its output must have when the graph fixes it (`scales[i]`: tensor `i`'s,
     /// if fixed); `None` when the node sets a new one.
     fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale>;
+    /// Elements of the kernel operands preparing it packs (SPEC §7, `PREPARE_ELEM_MILLI`);
+    /// none for the burn kernels, whose prepared tensors the per-byte load price covers.
+    fn prepared_elems(&self) -> u64 {
+        0
+    }
     /// Its static cost (SPEC §5): every element the engine writes for it, and its MACs.
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost;
 
@@ -225,6 +235,19 @@ macro_rules! operators {
             pub(crate) fn fixed_scale(&self, scales: &[Option<Scale>]) -> Option<Scale> {
                 match self {
                     $(Node::$variant(op) => op.fixed_scale(scales),)*
+                }
+            }
+
+            pub fn prepared_elems(&self) -> u64 {
+                match self {
+                    $(Node::$variant(op) => op.prepared_elems(),)*
+                }
+            }
+
+            /// Fixed gas of running the node (`Op::NODE_GAS`).
+            pub fn node_gas(&self) -> u64 {
+                match self {
+                    $(Node::$variant(_) => <$ty as Op>::NODE_GAS,)*
                 }
             }
 
