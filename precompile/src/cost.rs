@@ -3,7 +3,7 @@
 //! operator counts its own (`Op::cost` in `ops/`); the passes shared by several live here.
 //!
 //! `elems` counts every element the engine writes (each at most 8 bytes): copies and casts of
-//! the input, im2col buffers, every whole-tensor pass of requantization, the output. That is
+//! the input, im2col panels, every whole-tensor pass of requantization, the output. That is
 //! what makes gas bound both time and peak memory; an operator that reads or writes something
 //! not counted here is a denial-of-service bug. The pass counts below are those of
 //! its engine kernel, and change with it.
@@ -27,11 +27,6 @@ pub const GEMM_OUT_PASSES: u64 = 3;
 /// Elements charged per element of a right operand packed at run time (the im2col matrix,
 /// MatMul's second operand): zeroing the panels, writing a row, scattering it into them.
 pub const PACK_PASSES: u64 = 3;
-/// Elements charged per input element read into a flat host vector (Conv, pools): burn's
-/// `into_data` of a tensor still referenced elsewhere copies it element by element, measured
-/// at ~38 ns per element on the reference machine (`benches/examples/probe.rs`), i.e. about
-/// 10 element passes at `ELEM_MILLI`; 12 keeps a margin.
-pub const READ_PASSES: u64 = 12;
 pub use crate::ops::add::ADD_PASSES;
 pub use crate::ops::conv::GROUP_ELEMS;
 pub use crate::ops::softmax::{SOFTMAX_PASSES, SOFTMAX_ROW_ELEMS};

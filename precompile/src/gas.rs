@@ -62,9 +62,10 @@ pub const LOAD_WARM: u64 = 100;
 /// 1.5 ns per MAC, i.e. 19 ns per gas at 80 milligas.
 pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 2_500;
-/// Fixed gas of a node run by the int8 matrix kernel (Dense, Conv, MatMul): one call through
-/// the backend extension, the left operand and output allocations; measured on 256 chained
-/// one-weight Dense nodes (`benches/benches/gas.rs`, `256_tiny_dense`).
+/// Fixed gas of a node run by one kernel of its own through the backend extension (Dense,
+/// Conv, MatMul on the int8 matrix kernel; the pools): one call, its operand and output
+/// allocations; measured on 256 chained one-weight Dense nodes (`benches/benches/gas.rs`,
+/// `256_tiny_dense`) and by the search's pool and convolution chains.
 pub const KERNEL_NODE: u64 = 100;
 pub const MAC_MILLI: u64 = 2;
 pub const ELEM_MILLI: u64 = 200;
