@@ -52,8 +52,8 @@ pub(super) fn tile_avx512<E: Lane>(
     // avx512vnni (`Path::available`), and `check` established the slice bounds.
     unsafe {
         match rows {
-            1 => avx512::<E, 1, 4>(lhs, pairs, panel, tile),
-            2 => avx512::<E, 2, 2>(lhs, pairs, panel, tile),
+            1 => avx512::<E, 1, 8>(lhs, pairs, panel, tile),
+            2 => avx512::<E, 2, 4>(lhs, pairs, panel, tile),
             3 => avx512::<E, 3, 1>(lhs, pairs, panel, tile),
             _ => avx512::<E, 4, 1>(lhs, pairs, panel, tile),
         }

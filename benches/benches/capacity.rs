@@ -2,7 +2,8 @@
 //! the current schedule, with its MACs, gas, one inference's time and the peak memory it
 //! adds (README, "Largest model per transaction").
 //!
-//! `CARGO_TARGET_DIR=target-release cargo run --release -p myelin-benches --example capacity`
+//! `CARGO_TARGET_DIR=target-release cargo bench --workspace --bench capacity` (a bench target,
+//! so it builds with the same features as the other benches and rebuilds nothing).
 //!
 //! Families: an MLP `d → d → d → 10`; a CNN on a `3 × s × s` image (3×3 convolutions 3→16,
 //! 16→32 stride 2, 32→64 stride 2, then Dense → 10); a MobileNet-v1-like network (width 1.0:
@@ -10,7 +11,6 @@
 //! `3 × s × s` image. Each is scaled by its size knob until validation (the model limits of
 //! SPEC §4) or the 2^24 budget stops it.
 
-#[path = "../benches/common/mod.rs"]
 mod common;
 
 use std::time::Instant;
