@@ -28,6 +28,9 @@ fn shapes() -> Vec<(&'static str, Model)> {
         ],
     );
     let batch_rows = base(vec![64, 256], vec![dense(&mut rng, 0, 256, 256, 20)]);
+    // One row through ~16 MB of weights: far beyond the caches, the kernel streams every
+    // weight from memory once per inference (the slowest MACs there are).
+    let streamed = base(vec![4000], vec![dense(&mut rng, 0, 4000, 4000, 1)]);
     let cnn = base(
         vec![16, 32, 32],
         vec![conv(&mut rng, 0, 16, 32, 1), conv(&mut rng, 1, 32, 32, 1)],
@@ -75,6 +78,7 @@ fn shapes() -> Vec<(&'static str, Model)> {
     vec![
         ("mlp_512", mlp),
         ("dense_64_rows", batch_rows),
+        ("dense_1x4000x4000_streamed", streamed),
         ("cnn_16x32x32", cnn),
         ("depthwise_64x32x32", depthwise),
         ("conv1d_16x4096", conv1d),

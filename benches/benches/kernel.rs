@@ -8,11 +8,15 @@
 //!
 //! Shapes: a vector×matrix Dense (1×512×512), a batch of rows (64×256×256), and the im2col
 //! product of a 3×3 convolution from 32 to 32 channels over a 32×32 map (32×288×1024).
+//!
+//! - `models/<name>/{engine,reference}`: one whole inference of the example models in
+//!   `models/` on the engine and on the scalar reference (throughput: one inference).
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use myelin_precompile::gemm::{gemm, with_path, Epilogue, Lhs, Packed, Path};
 use myelin_precompile::model::{Output, Scale};
+use myelin_precompile::{decode, reference, Engine};
 
 fn device() -> Device {
     #[allow(deprecated)] // the engine's backend
@@ -93,5 +97,25 @@ fn bench_gemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gemm);
+fn bench_models(c: &mut Criterion) {
+    let mut group = c.benchmark_group("models");
+    group.sample_size(50);
+    group.throughput(Throughput::Elements(1));
+    for name in ["digits_mlp", "digits_cnn", "digits_transformer"] {
+        let path = format!("{}/../models/{name}.myl", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).expect("the example models are committed");
+        let valid = decode(&bytes).expect("a valid model");
+        let input = vec![3i8; valid.analysis().input_len()];
+        let engine = Engine::new(valid.clone());
+        group.bench_function(BenchmarkId::new(name, "engine"), |b| {
+            b.iter(|| engine.run(&input))
+        });
+        group.bench_function(BenchmarkId::new(name, "reference"), |b| {
+            b.iter(|| reference::run(&valid, &input))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gemm, bench_models);
 criterion_main!(benches);
