@@ -23,6 +23,9 @@ use myelin_precompile::{decode, encode, gas, Engine, ValidModel};
 
 const BUDGET: u64 = 1 << 24;
 
+/// A family: its name, its size knob's name, the model at a knob value, the first value tried.
+type Family = (&'static str, &'static str, fn(u32) -> Model, u32);
+
 fn window(k: u16, s: u16, p: u16) -> Window {
     Window {
         kernel: [k, k],
@@ -141,7 +144,7 @@ fn peak_rss() -> u64 {
 }
 
 fn main() {
-    let families: [(&str, &str, fn(u32) -> Model, u32); 3] = [
+    let families: [Family; 3] = [
         ("MLP d→d→d→10", "d", mlp, 8),
         ("CNN 3 convs + Dense", "s", cnn, 4),
         ("MobileNet-v1-like (27 convs)", "s", mobilenet, 8),

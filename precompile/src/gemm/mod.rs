@@ -149,6 +149,25 @@ impl Packed {
         }
     }
 
+    /// Packs the int8 `B = Wᵀ` of a row-major `W [N][K]` (Dense weights as PyTorch stores
+    /// them), reading `W` in order: the element-wise transpose of [`Packed::from_int8_rows`]
+    /// walks `W`'s columns and misses the cache on every element of a large layer.
+    pub fn from_int8_transposed(k: usize, n: usize, w: &[i8]) -> Self {
+        let panel_len = k.div_ceil(2) * 2 * NR;
+        let mut data = vec![0i8; n.div_ceil(NR) * panel_len];
+        for (col, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
+            let base = (col / NR) * panel_len + (col % NR) * 2;
+            for (kk, &v) in row.iter().enumerate() {
+                data[base + (kk / 2) * 2 * NR + kk % 2] = v;
+            }
+        }
+        Packed {
+            k,
+            n,
+            data: Panels::Narrow(data),
+        }
+    }
+
     pub fn k(&self) -> usize {
         self.k
     }
@@ -476,6 +495,12 @@ mod tests {
                     *v = x as i8;
                 }
             });
+            let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * n + i / k] as i8).collect();
+            let transposed = Packed::from_int8_transposed(k, n, &w);
+            match (&transposed.data, &narrow.data) {
+                (Panels::Narrow(t), Panels::Narrow(r)) => assert_eq!(t, r, "{m}x{k}x{n}"),
+                _ => unreachable!(),
+            }
             let out_spec = identity();
             for (path, packed) in Path::available()
                 .into_iter()

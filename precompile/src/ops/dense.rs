@@ -139,11 +139,7 @@ impl Op for Dense {
         let k = self.weights.len() / n;
         Prepared {
             input: self.input,
-            weights: Packed::from_int8_rows(k, n, |kk, row| {
-                for (o, v) in row.iter_mut().enumerate() {
-                    *v = self.weights[o * k + kk];
-                }
-            }),
+            weights: Packed::from_int8_transposed(k, n, &self.weights),
             bias: self.bias.clone(),
             out: self.out.clone(),
         }
