@@ -1,10 +1,11 @@
 //! The inference engine: the spec's integer semantics on burn's ndarray backend with Int
-//! tensors. Matrix products run as int32 matmuls (convolutions over an im2col matrix written
-//! by a direct loop), pooling as a direct loop over each window's positions inside the map,
-//! and requantization as whole-tensor int64 arithmetic. Neither kernel materialises padding:
-//! gas (`cost.rs`) counts every element the engine writes, and a padded copy would scale with
-//! the window instead. Nothing here depends on thread count: integer sums are exact in any
-//! order, and validation proves that none of them can overflow.
+//! tensors. Matrix products (Dense, convolutions over an im2col matrix, MatMul) run on the
+//! int8 matrix kernel (`gemm/`) with requantization fused, and pooling as a direct loop over
+//! each window's positions inside the map, both inside burn through the backend extension
+//! (`host.rs`); the other operators requantize with whole-tensor int64 arithmetic. No kernel
+//! materialises padding beyond what gas (`cost.rs`) counts. Nothing here depends on thread
+//! count or CPU: integer sums are exact in any order, and validation proves that none of them
+//! can overflow.
 //!
 //! Rounding is expressed with sign/abs and truncating division, which is equal to gemmlowp's
 //! mask-and-threshold form (`docs/SPEC.md` §3) and broadcasts per-channel parameters for free.
@@ -18,8 +19,6 @@ use crate::validate::{Analysis, ValidModel};
 
 /// Dtype of activations and of everything elementwise.
 pub(crate) const WIDE: DType = DType::I64;
-/// Dtype of matmul operands and accumulators (int32 accumulation, as the spec says).
-pub(crate) const ACC: DType = DType::I32;
 
 pub(crate) type T<const D: usize> = Tensor<D, Int>;
 /// An activation as the engine holds it: flat, int64.

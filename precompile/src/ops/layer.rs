@@ -1,10 +1,9 @@
 //! What Dense and Conv share: the requantized output (codec, checks, overflow proof) and the
-//! bias and weight arrays, and in the engine the prepared weight tensor. Add uses the output
-//! too.
+//! bias and weight arrays (the engine's prepared form is the matrix kernel's, `gemm/`). Add
+//! and the other requantizing operators use the output too.
 
 use super::Checked;
 use crate::codec::Reader;
-use crate::engine::{tensor, RequantParams, ACC, T, WIDE};
 use crate::error::{Code, ModelError};
 use crate::model::{Requant, Scale};
 use crate::quant::mbq;
@@ -191,47 +190,4 @@ pub(crate) fn check(
         requant_bound(node, bound, out.requant_of(ch), out.zero_point)?;
     }
     Ok(())
-}
-
-/// A prepared Dense or convolution layer: weights as `[groups, out/groups, fan_in]` int32 in
-/// the model's own row-major layout, multiplied as `W · xᵀ`: ndarray's integer matmul takes
-/// dot products of lhs rows with rhs columns, and both are then contiguous rows (5-40x
-/// faster than the other orientations). Bias and multipliers are shaped for broadcasting.
-pub struct Layer {
-    pub weights: T<3>,
-    pub bias: T<2>,
-    pub requant: RequantParams,
-    pub out: Output,
-}
-
-impl Layer {
-    pub fn new(
-        weights: &[i8],
-        bias: &[i32],
-        out: &Output,
-        groups: usize,
-        channels_on_rows: bool,
-    ) -> Self {
-        let channels = bias.len();
-        let fan_in = weights.len() / channels;
-        let per_group = channels / groups;
-        let shape = if channels_on_rows {
-            [channels, 1]
-        } else {
-            [1, channels]
-        };
-        let rqs: Vec<Requant> = (0..channels).map(|c| out.requant_of(c)).collect();
-        Layer {
-            weights: tensor(
-                // Collected as i32, the tensor's own dtype: no int64 copy, so preparing a
-                // model peaks at ~5 bytes per model byte (SPEC §7, memory of a cold load).
-                weights.iter().map(|&w| w as i32).collect(),
-                [groups, per_group, fan_in],
-                ACC,
-            ),
-            bias: tensor(bias.iter().map(|&b| b as i64).collect(), shape, WIDE),
-            requant: RequantParams::new(&rqs, shape),
-            out: out.clone(),
-        }
-    }
 }
