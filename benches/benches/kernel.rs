@@ -59,7 +59,8 @@ fn bench_gemm(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(name, "burn_int32"), |bench| {
             bench.iter(|| burn_matmul(m, k, n, &a, &b).into_data())
         });
-        // Dense packs its int8 weights as int8; the im2col matrix is 16-bit (x − zp).
+        // Dense packs its int8 weights (`W = Bᵀ`, row-major [N][K]) as int8; the im2col
+        // matrix is 16-bit (x − zp).
         let packed = if name.starts_with("conv") {
             Packed::from_rows(k, n, |kk, row| {
                 for (j, v) in row.iter_mut().enumerate() {
@@ -67,11 +68,8 @@ fn bench_gemm(c: &mut Criterion) {
                 }
             })
         } else {
-            Packed::from_int8_rows(k, n, |kk, row| {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = b[kk * n + j] as i8;
-                }
-            })
+            let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * n + i / k] as i8).collect();
+            Packed::from_int8_transposed(k, n, &w)
         };
         let bias = vec![0; n];
         let epilogue = Epilogue {
@@ -82,7 +80,7 @@ fn bench_gemm(c: &mut Criterion) {
             row_stride: n,
             offset: 0,
         };
-        for path in Path::available() {
+        for &path in Path::available() {
             group.bench_function(BenchmarkId::new(name, format!("{path:?}")), |bench| {
                 bench.iter(|| {
                     with_path(path, || {

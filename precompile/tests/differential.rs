@@ -30,7 +30,7 @@ fn check_model(model: &Model, rng: &mut Rng, what: &str) {
         };
         let expected = reference::run_input(&valid, &input);
         // Every matrix-kernel path this CPU has (AVX-512 VNNI, AVX2, NEON, scalar), forced.
-        for path in Path::available() {
+        for &path in Path::available() {
             let got = with_path(path, || engine.run_input(&input));
             assert_eq!(
                 got, expected,

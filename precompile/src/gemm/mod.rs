@@ -50,8 +50,13 @@ pub enum Path {
 }
 
 impl Path {
-    /// Every path this CPU can run, fastest first (the first is the default).
-    pub fn available() -> Vec<Path> {
+    /// Every path this CPU can run, fastest first (the first is the default); detected once.
+    pub fn available() -> &'static [Path] {
+        static PATHS: std::sync::OnceLock<Vec<Path>> = std::sync::OnceLock::new();
+        PATHS.get_or_init(Path::detect)
+    }
+
+    fn detect() -> Vec<Path> {
         let mut paths = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
@@ -77,8 +82,7 @@ impl Path {
     }
 
     fn best() -> Path {
-        static BEST: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| Path::available()[0])
+        Path::available()[0]
     }
 }
 
@@ -132,26 +136,28 @@ enum Panel<'a> {
 impl Packed {
     /// Packs an int16 `B` row by row: `fill(k, row)` writes row `k` (`N` values, zeroed
     /// before).
-    pub fn from_rows(k: usize, n: usize, fill: impl FnMut(usize, &mut [i16])) -> Self {
-        Packed {
-            k,
-            n,
-            data: Panels::Wide(pack(k, n, fill)),
+    pub fn from_rows(k: usize, n: usize, mut fill: impl FnMut(usize, &mut [i16])) -> Self {
+        let panel_len = k.div_ceil(2) * 2 * NR;
+        let mut data = vec![0i16; n.div_ceil(NR) * panel_len];
+        let mut row = vec![0i16; n];
+        for kk in 0..k {
+            row.fill(0);
+            fill(kk, &mut row);
+            let base = (kk / 2) * 2 * NR + kk % 2;
+            for (col, &v) in row.iter().enumerate() {
+                data[(col / NR) * panel_len + base + (col % NR) * 2] = v;
+            }
         }
-    }
-
-    /// Packs an int8 `B` (weights) row by row, as [`Packed::from_rows`].
-    pub fn from_int8_rows(k: usize, n: usize, fill: impl FnMut(usize, &mut [i8])) -> Self {
         Packed {
             k,
             n,
-            data: Panels::Narrow(pack(k, n, fill)),
+            data: Panels::Wide(data),
         }
     }
 
     /// Packs the int8 `B = Wᵀ` of a row-major `W [N][K]` (Dense weights as PyTorch stores
-    /// them), reading `W` in order: the element-wise transpose of [`Packed::from_int8_rows`]
-    /// walks `W`'s columns and misses the cache on every element of a large layer.
+    /// them), reading `W` in order: transposing element by element would walk `W`'s columns
+    /// and miss the cache on every element of a large layer.
     pub fn from_int8_transposed(k: usize, n: usize, w: &[i8]) -> Self {
         let panel_len = k.div_ceil(2) * 2 * NR;
         let mut data = vec![0i8; n.div_ceil(NR) * panel_len];
@@ -187,22 +193,6 @@ impl Packed {
             Panels::Wide(d) => Panel::Wide(&d[p * len..][..len]),
         }
     }
-}
-
-/// The panel layout of `B`, from its rows.
-fn pack<T: Copy + Default>(k: usize, n: usize, mut fill: impl FnMut(usize, &mut [T])) -> Vec<T> {
-    let panel_len = k.div_ceil(2) * 2 * NR;
-    let mut data = vec![T::default(); n.div_ceil(NR) * panel_len];
-    let mut row = vec![T::default(); n];
-    for kk in 0..k {
-        row.fill(T::default());
-        fill(kk, &mut row);
-        let base = (kk / 2) * 2 * NR + kk % 2;
-        for (col, &v) in row.iter().enumerate() {
-            data[(col / NR) * panel_len + base + (col % NR) * 2] = v;
-        }
-    }
-    data
 }
 
 /// `A[M, K]` row-major with rows padded to an even length.
@@ -490,20 +480,13 @@ mod tests {
             let want: Vec<i64> = want.iter().map(|&v| v.clamp(-128, 127)).collect();
             let lhs = Lhs::new(m, k, |i, j| a[i * k + j]);
             let wide = Packed::from_rows(k, n, |p, row| row.copy_from_slice(&b[p * n..][..n]));
-            let narrow = Packed::from_int8_rows(k, n, |p, row| {
-                for (v, &x) in row.iter_mut().zip(&b[p * n..][..n]) {
-                    *v = x as i8;
-                }
-            });
+            // The same B as int8 weights: W = Bᵀ, row-major [N][K].
             let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * n + i / k] as i8).collect();
-            let transposed = Packed::from_int8_transposed(k, n, &w);
-            match (&transposed.data, &narrow.data) {
-                (Panels::Narrow(t), Panels::Narrow(r)) => assert_eq!(t, r, "{m}x{k}x{n}"),
-                _ => unreachable!(),
-            }
+            let narrow = Packed::from_int8_transposed(k, n, &w);
             let out_spec = identity();
             for (path, packed) in Path::available()
-                .into_iter()
+                .iter()
+                .copied()
                 .flat_map(|p| [(p, &wide), (p, &narrow)])
             {
                 let mut out = vec![0i64; m * n];
@@ -561,7 +544,7 @@ mod tests {
                 offset: 0,
             };
             let consts = [out.zero_point, out.act_min, out.act_max].map(i64::from);
-            for path in Path::available() {
+            for &path in Path::available() {
                 let mut row = [0i64; NR];
                 requant_on(path, &[acc; NR], &epi.broadcast(0), consts, &mut row);
                 assert_eq!(row, [want; NR], "{path:?} acc {acc} bias {bias} {rq:?}");
@@ -589,7 +572,7 @@ mod tests {
         };
         let bias: Vec<i32> = (0..n as i32).map(|j| j * 1000 - 5000).collect();
         let mut outs = Vec::new();
-        for path in Path::available() {
+        for &path in Path::available() {
             let mut out = vec![0i64; m * n];
             let epi = Epilogue {
                 out: &spec,
