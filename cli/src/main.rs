@@ -231,13 +231,24 @@ fn run(cli: Cli) -> Result<()> {
             println!("model     {}", model.display());
             println!("id        {}", keccak256(&bytes));
             println!("size      {} bytes, {} parameters", bytes.len(), a.params);
-            let q = m.input_quant;
-            println!(
-                "input     {:?}  scale {:.6e}  zero point {}",
-                a.shapes[0],
-                q.scale.to_f64(),
-                q.zero_point
-            );
+            match m.tensor_quant() {
+                Some(q) => println!(
+                    "input     {:?}  scale {:.6e}  zero point {}",
+                    a.shapes[0],
+                    q.scale.to_f64(),
+                    q.zero_point
+                ),
+                None => {
+                    println!("input     {:?}  quantized per feature:", a.shapes[0]);
+                    for (j, q) in m.input_quant.iter().enumerate() {
+                        println!(
+                            "  feature {j:<4} scale {:.6e}  zero point {}",
+                            q.scale.to_f64(),
+                            q.zero_point
+                        );
+                    }
+                }
+            }
             for (k, input) in m.index_inputs.iter().enumerate() {
                 println!(
                     "ids {k}     {} ids after the input, limits {:?}",

@@ -259,7 +259,7 @@ fn qdq_input_quantization_is_kept() {
     };
     let zp = init("input_zero_point");
     let zp = *zp.raw_data.first().unwrap_or(&(zp.int32_data[0] as u8)) as i32;
-    let q = c.model.model().input_quant;
+    let q = c.model.model().input_quant[0];
     assert_eq!(q.zero_point as i32, zp - 128);
     assert_eq!(q.scale, Scale::from_f64(scale as f64).unwrap());
     // the int8 weights are the file's (symmetric per channel)

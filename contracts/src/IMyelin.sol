@@ -30,6 +30,10 @@ interface IMyelin {
         /// Per index input (format v2; none in v1), the limit of each of its ids: an input's
         /// ids follow its int8 values (docs/SPEC.md §6) and each must be below its limit.
         uint16[][] indexLimits;
+        /// Per-feature input quantization (format v3/v4; empty otherwise): feature `j` (the
+        /// input's last axis) is `(q - zeroPoint) * scale` with its own entry, and `input` is
+        /// all zeros. `inferFixed` quantizes each feature with its own (docs/SPEC.md §6).
+        Quantization[] inputFeatures;
     }
 
     /// A model was stored (first publication only; publishing again is a no-op).

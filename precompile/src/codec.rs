@@ -14,6 +14,21 @@ pub const VERSION: u8 = 1;
 /// Version of a model with index inputs (SPEC §2): v1 plus the index-input list after the
 /// output scale. A model without them is only ever encoded as v1, so each has one encoding.
 pub const VERSION_INDEX: u8 = 2;
+/// Versions 3 and 4 are 1 and 2 with the input quantized per feature: one scale and zero
+/// point per element of the input's last axis in place of the single pair. A model with one
+/// input quantization is only ever encoded as v1 or v2.
+pub const VERSION_FEATURES: u8 = 3;
+pub const VERSION_FEATURES_INDEX: u8 = 4;
+
+/// The version byte of a model: which optional header parts it has.
+fn version(per_feature: bool, indexed: bool) -> u8 {
+    match (per_feature, indexed) {
+        (false, false) => VERSION,
+        (false, true) => VERSION_INDEX,
+        (true, false) => VERSION_FEATURES,
+        (true, true) => VERSION_FEATURES_INDEX,
+    }
+}
 
 /// Parses and fully validates a model. Any byte string that is not the canonical encoding of
 /// a valid model is rejected with the `(code, node)` of the first failing check in SPEC §4's
@@ -37,22 +52,32 @@ pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
         return Err(ModelError::header(Code::BadMagic, "expected \"MYLN\""));
     }
     let version = r.u8()?;
-    if version != VERSION && version != VERSION_INDEX {
+    if !(VERSION..=VERSION_FEATURES_INDEX).contains(&version) {
         return Err(ModelError::header(
             Code::BadVersion,
-            format!("version {version}; this node reads versions {VERSION} and {VERSION_INDEX}"),
+            format!(
+                "version {version}; this node reads versions {VERSION} to {VERSION_FEATURES_INDEX}"
+            ),
         ));
     }
+    let per_feature = version >= VERSION_FEATURES;
+    let indexed = version == VERSION_INDEX || version == VERSION_FEATURES_INDEX;
     let input_shape = r.shape()?;
-    let input_scale = r.scale()?;
-    validate::check_io_scale(input_scale)?;
-    let input_quant = Quant {
-        scale: input_scale,
-        zero_point: r.i8()?,
+    let input_quant = if per_feature {
+        let features = *input_shape.last().unwrap_or(&0) as usize;
+        validate::check_feature_count(features)?;
+        r.reserve(features, 6)?;
+        let quants = (0..features)
+            .map(|_| r.quant())
+            .collect::<Result<Vec<_>, _>>()?;
+        validate::check_feature_quant(&quants)?;
+        quants
+    } else {
+        vec![r.quant()?]
     };
     let output_scale = r.scale()?;
     validate::check_io_scale(output_scale)?;
-    let index_inputs = if version == VERSION_INDEX {
+    let index_inputs = if indexed {
         r.index_inputs()?
     } else {
         Vec::new()
@@ -60,7 +85,7 @@ pub fn decode(bytes: &[u8]) -> Result<ValidModel, ModelError> {
     let n_nodes = r.u16()? as usize;
     let mut v = Validator::new(
         &input_shape,
-        input_quant,
+        &input_quant,
         output_scale,
         &index_inputs,
         n_nodes,
@@ -95,10 +120,12 @@ pub fn encode(model: &Model) -> Vec<u8> {
     let mut w = Vec::new();
     w.extend_from_slice(&MAGIC);
     let indexed = !model.index_inputs.is_empty();
-    w.push(if indexed { VERSION_INDEX } else { VERSION });
+    w.push(version(model.input_quant.len() > 1, indexed));
     put_shape(&mut w, &model.input_shape);
-    put_scale(&mut w, model.input_quant.scale);
-    w.push(model.input_quant.zero_point as u8);
+    for q in &model.input_quant {
+        put_scale(&mut w, q.scale);
+        w.push(q.zero_point as u8);
+    }
     put_scale(&mut w, model.output_scale);
     if indexed {
         w.push(model.index_inputs.len() as u8);
@@ -220,6 +247,16 @@ impl<'a> Reader<'a> {
         Ok(Scale {
             mult: self.i32()?,
             shift: self.i8()?,
+        })
+    }
+
+    /// An input quantization (scale, then zero point), its scale checked as soon as read.
+    fn quant(&mut self) -> Result<Quant, ModelError> {
+        let scale = self.scale()?;
+        validate::check_io_scale(scale)?;
+        Ok(Quant {
+            scale,
+            zero_point: self.i8()?,
         })
     }
 

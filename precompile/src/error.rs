@@ -48,6 +48,9 @@ pub enum Code {
     /// everything, Pad by nothing, Resize by 1×1, ReduceMax over an axis of size 1): no node
     /// is the one encoding of that function.
     IdentityNotCanonical = 15,
+    /// A per-feature input quantization (format v3/v4) of fewer than two features, or whose
+    /// entries are all equal (v1/v2's single quantization is canonical).
+    FeatureQuantNotCanonical = 16,
     /// A declared shape's rank is outside `1..=MAX_RANK`.
     BadRank = 20,
     /// A tensor would have a zero dimension (a declared dimension, or zero output channels).
@@ -87,6 +90,11 @@ pub enum Code {
     BroadcastMismatch = 36,
     /// MatMul's operands are not `[..., M, K]` and `[..., K, N]` with equal leading axes.
     MatMulShapeMismatch = 37,
+    /// A TreeEnsemble with no tree or more than `MAX_TREES`, or a tree whose target is
+    /// neither an output nor "all outputs" (`0xFFFF`, which needs at least two outputs).
+    BadTree = 38,
+    /// A tree's split reads a feature beyond the input's last axis.
+    BadFeature = 39,
     /// `act_min > act_max`, or Clamp's `min > max`.
     EmptyClamp = 40,
     /// Softmax's `exp_table[0]` is 0.
@@ -102,6 +110,8 @@ pub enum Code {
     BadIndexRead = 45,
     /// A Gather's table has fewer rows than an id it reads may select (its limit).
     TableTooSmall = 46,
+    /// A tree is deeper than `MAX_TREE_DEPTH`.
+    TreeTooDeep = 47,
     /// One convolution's im2col exceeds `MAX_IM2COL_ELEMS`.
     Im2colTooLarge = 50,
     /// Total MACs exceed `MAX_TOTAL_MACS`.
@@ -114,7 +124,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in numeric order.
-    pub const ALL: [Code; 43] = [
+    pub const ALL: [Code; 47] = [
         Code::TooLarge,
         Code::Truncated,
         Code::BadMagic,
@@ -129,6 +139,7 @@ impl Code {
         Code::PerChannelNotCanonical,
         Code::PadFlagNotCanonical,
         Code::IdentityNotCanonical,
+        Code::FeatureQuantNotCanonical,
         Code::BadRank,
         Code::ZeroDim,
         Code::TensorTooLarge,
@@ -147,6 +158,8 @@ impl Code {
         Code::BadAxis,
         Code::BroadcastMismatch,
         Code::MatMulShapeMismatch,
+        Code::BadTree,
+        Code::BadFeature,
         Code::EmptyClamp,
         Code::ExpTableZero,
         Code::AccumulatorOverflow,
@@ -154,6 +167,7 @@ impl Code {
         Code::BadIndexInputs,
         Code::BadIndexRead,
         Code::TableTooSmall,
+        Code::TreeTooDeep,
         Code::Im2colTooLarge,
         Code::TooManyMacs,
         Code::TooManyElems,
@@ -182,6 +196,7 @@ impl Code {
             Code::PerChannelNotCanonical => "per_channel not canonical",
             Code::PadFlagNotCanonical => "count_include_pad not canonical",
             Code::IdentityNotCanonical => "identity node not canonical",
+            Code::FeatureQuantNotCanonical => "per-feature quantization not canonical",
             Code::BadRank => "bad rank",
             Code::ZeroDim => "zero dimension",
             Code::TensorTooLarge => "tensor too large",
@@ -200,6 +215,8 @@ impl Code {
             Code::BadAxis => "bad axis",
             Code::BroadcastMismatch => "shapes do not broadcast",
             Code::MatMulShapeMismatch => "MatMul shapes differ",
+            Code::BadTree => "bad tree",
+            Code::BadFeature => "tree feature out of range",
             Code::EmptyClamp => "empty clamp range",
             Code::ExpTableZero => "exp_table[0] is zero",
             Code::AccumulatorOverflow => "int32 overflow possible",
@@ -207,6 +224,7 @@ impl Code {
             Code::BadIndexInputs => "bad index inputs",
             Code::BadIndexRead => "bad index read",
             Code::TableTooSmall => "Gather table too small",
+            Code::TreeTooDeep => "tree too deep",
             Code::Im2colTooLarge => "im2col too large",
             Code::TooManyMacs => "too many MACs",
             Code::TooManyElems => "too many elementwise steps",

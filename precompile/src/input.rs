@@ -8,7 +8,6 @@
 use alloy_primitives::{I256, U256};
 
 use crate::fixed;
-use crate::model::Quant;
 use crate::validate::ValidModel;
 
 /// A checked input: `values` has the int8 input's length, `ids[k]` one id per limit of index
@@ -88,16 +87,17 @@ pub fn decode(m: &ValidModel, bytes: &[u8]) -> Result<Input, InputError> {
 }
 
 /// An `inferFixed` input: fixed-point values with `decimals` decimals quantized with the
-/// model's input quantization (SPEC §6), then ids as plain integers.
+/// model's input quantization, each feature with its own if it has one per feature (SPEC §6), then ids as plain integers.
 pub fn from_fixed(m: &ValidModel, input: &[I256], decimals: u8) -> Result<Input, InputError> {
     check_len(fixed_len(m), input.len())?;
     let (values, rest) = input.split_at(m.analysis().input_len());
-    let quant: Quant = m.model().input_quant;
+    let model = m.model();
     Ok(Input {
         ids: ids(m, rest.iter().copied())?,
         values: values
             .iter()
-            .map(|&v| fixed::quantize(v, decimals, quant))
+            .enumerate()
+            .map(|(i, &v)| fixed::quantize(v, decimals, model.element_quant(i)))
             .collect(),
     })
 }

@@ -22,3 +22,8 @@ pub const MAX_ACTIVATION_ELEMS: u64 = 1 << 24;
 pub const MAX_INDEX_INPUTS: usize = 8;
 /// Most ids in one index input.
 pub const MAX_IDS: usize = 1 << 10;
+/// Most trees in one TreeEnsemble.
+pub const MAX_TREES: usize = 4096;
+/// Deepest tree of a TreeEnsemble (splits on one path): every walk takes the ensemble's
+/// greatest depth in steps, so this bounds the levels a node runs.
+pub const MAX_TREE_DEPTH: u32 = 32;

@@ -53,6 +53,7 @@ pub use crate::ops::resize::Resize;
 pub use crate::ops::slice::{Range as SliceRange, Slice};
 pub use crate::ops::softmax::Softmax;
 pub use crate::ops::transpose::Transpose;
+pub use crate::ops::tree::{Tree, TreeEnsemble, TreeNode, ALL_OUTPUTS};
 pub use crate::ops::window::Window;
 pub use crate::ops::Node;
 
@@ -61,7 +62,12 @@ pub use crate::ops::Node;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     pub input_shape: Vec<u32>,
-    pub input_quant: Quant,
+    /// Quantization of the input: one entry for the whole tensor, or one per feature (the
+    /// last axis; format v3/v4, SPEC §2), so raw features of very different ranges each get
+    /// their own scale and zero point. With per-feature quantization the graph sees tensor 0
+    /// as plain int8 values (zero point 0, no fixed scale): the quantization only says what
+    /// they mean, and `inferFixed` quantizes each feature with its own (SPEC §6).
+    pub input_quant: Vec<Quant>,
     /// Scale of the output tensor (its zero point is the last node's).
     pub output_scale: Scale,
     /// Integer id inputs (format v2; empty in v1): read only by [`Gather`], never tensors.
@@ -77,6 +83,27 @@ pub struct IndexInput {
     /// One bound per id: id `j` of a call must be `< limits[j]` (checked before anything
     /// runs), so a Gather whose table has at least that many rows can never read past it.
     pub limits: Vec<u16>,
+}
+
+impl Model {
+    /// The quantization of the whole input tensor, if it has one (not per feature).
+    pub fn tensor_quant(&self) -> Option<Quant> {
+        match self.input_quant.as_slice() {
+            [q] => Some(*q),
+            _ => None,
+        }
+    }
+
+    /// Quantization of element `i` of the (row-major) input.
+    pub fn element_quant(&self, i: usize) -> Quant {
+        let q = &self.input_quant;
+        q[i % q.len()]
+    }
+
+    /// Zero point of tensor 0 as the graph's nodes see it: 0 with per-feature quantization.
+    pub fn input_zero_point(&self) -> i8 {
+        self.tensor_quant().map_or(0, |q| q.zero_point)
+    }
 }
 
 impl Scale {

@@ -548,7 +548,14 @@ pub fn model_info(engine: &Engine, size: usize) -> IMyelin::ModelInfo {
     IMyelin::ModelInfo {
         inputShape: a.shapes[0].clone(),
         outputShape: a.output_shape().to_vec(),
-        input: quantization(m.input_quant),
+        input: quantization(m.tensor_quant().unwrap_or(crate::model::Quant {
+            scale: crate::model::Scale { mult: 0, shift: 0 },
+            zero_point: 0,
+        })),
+        inputFeatures: match m.tensor_quant() {
+            Some(_) => Vec::new(),
+            None => m.input_quant.iter().copied().map(quantization).collect(),
+        },
         output: quantization(crate::model::Quant {
             scale: m.output_scale,
             zero_point: a.output_zero_point(),

@@ -125,7 +125,7 @@ pub fn model(rng: &mut Rng, max_nodes: usize) -> Model {
     };
     let mut m = Model {
         input_shape: input_shape.clone(),
-        input_quant,
+        input_quant: vec![input_quant],
         output_scale: io_scale(rng),
         index_inputs: Vec::new(),
         nodes: vec![],
@@ -191,7 +191,7 @@ fn random_node(rng: &mut Rng, cur: TensorId, shape: &[u32], shapes: &[Vec<u32>])
 /// A node of kind `op` reading tensor `cur`: 0–2 convolution, 3 pooling, falling back to
 /// Dense when the shape does not allow them; 4 Clamp, 5 Lut, 6 Add, 7 Softmax, 8–9 Reshape;
 /// 10 Transpose, 11 Slice, 12 Pad, 13 Concat, 14 Mul, 15 Sub, 16 ReduceSum, 17 ReduceMax,
-/// 18 Resize, 19 MatMul, 20 LayerNorm, falling back to a Reshape when the shape does not
+/// 18 Resize, 19 MatMul, 20 LayerNorm, 21 TreeEnsemble, falling back to a Reshape when the shape does not
 /// allow them.
 /// [`model`] draws kinds 0–9 only, so seeds keep the models they always made.
 fn node_of_kind(
@@ -222,12 +222,13 @@ fn node_of_kind(
         18 if shape.len() == 3 => Node::Resize(Resize::random(rng, cur)),
         19 => MatMul::random(rng, cur, shape, shapes).map_or_else(reshape, Node::MatMul),
         20 => LayerNorm::random(rng, cur, shape).map_or_else(reshape, Node::LayerNorm),
+        21 => Node::TreeEnsemble(TreeEnsemble::random(rng, cur, shape)),
         _ => reshape(),
     }
 }
 
 /// Node kinds [`node_of_kind`] knows (`0..KINDS`).
-pub const KINDS: u8 = 21;
+pub const KINDS: u8 = 22;
 
 /// A random [`Spec`] over node kinds `0..kinds`: an input of rank 1 to 4 (at most 600
 /// elements), 1 to `max_nodes` nodes. The fuzz target draws every kind; the golden vectors'
@@ -272,7 +273,7 @@ pub fn model_of(spec: &Spec) -> Model {
     };
     let mut m = Model {
         input_shape: spec.input_shape.clone(),
-        input_quant,
+        input_quant: vec![input_quant],
         output_scale: io_scale(&mut rng),
         index_inputs: Vec::new(),
         nodes: vec![],
@@ -309,10 +310,10 @@ pub fn indexed_model(rng: &mut Rng, max_nodes: usize) -> Model {
         .collect();
     let mut m = Model {
         input_shape: vec![features],
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale: io_scale(rng),
             zero_point: rng.i8(),
-        },
+        }],
         output_scale: io_scale(rng),
         index_inputs,
         nodes: vec![],
@@ -350,6 +351,38 @@ pub fn indexed_model(rng: &mut Rng, max_nodes: usize) -> Model {
         let op = rng.range(0, KINDS as i64 - 1);
         let node = node_of_kind(rng, op, is_map, cur, &shape, &shapes);
         push_if_small(&mut m, &mut shapes, node);
+    }
+    canonical_output_scale(m)
+}
+
+/// A random tree model on raw features (format v3): an input of 2 to 12 features quantized
+/// per feature (one row, or a few), one TreeEnsemble, then sometimes a post-transform (a
+/// Lut, as a logistic, or a Softmax).
+pub fn tree_model(rng: &mut Rng) -> Model {
+    let features = rng.range(2, 12) as u32;
+    let input_shape = if rng.chance(70) {
+        vec![features]
+    } else {
+        vec![rng.range(1, 4) as u32, features]
+    };
+    let input_quant = (0..features)
+        .map(|_| Quant {
+            scale: io_scale(rng),
+            zero_point: rng.i8(),
+        })
+        .collect();
+    let tree = TreeEnsemble::random(rng, 0, &input_shape);
+    let mut m = Model {
+        input_shape,
+        input_quant,
+        output_scale: io_scale(rng),
+        index_inputs: Vec::new(),
+        nodes: vec![Node::TreeEnsemble(tree)],
+    };
+    match rng.range(0, 2) {
+        0 => m.nodes.push(Node::Lut(Lut::random(rng, 1))),
+        1 => m.nodes.push(Node::Softmax(Softmax::random(rng, 1))),
+        _ => {}
     }
     canonical_output_scale(m)
 }

@@ -114,6 +114,30 @@ pub fn check_io_scale(s: Scale) -> Result<(), ModelError> {
     check_scale(AT_HEADER, s, SCALE_SHIFTS)
 }
 
+/// Checks the feature count of a per-feature input quantization (format v3/v4), before its
+/// entries are read: one feature has one quantization, which only v1/v2 encode.
+pub fn check_feature_count(features: usize) -> Result<(), ModelError> {
+    if features < 2 {
+        return Err(ModelError::header(
+            Code::FeatureQuantNotCanonical,
+            format!("per-feature input quantization of {features} feature(s)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a per-feature input quantization once read: entries that are all equal are one
+/// quantization, which only v1/v2 encode.
+pub fn check_feature_quant(quants: &[Quant]) -> Result<(), ModelError> {
+    if quants.windows(2).all(|p| p[0] == p[1]) {
+        return Err(ModelError::header(
+            Code::FeatureQuantNotCanonical,
+            "per-feature input quantizations that are all equal (one is canonical)",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the number of index inputs of a v2 header (v1 has none; v2 has at least one).
 pub fn check_index_input_count(n: usize) -> Result<(), ModelError> {
     if n == 0 || n > MAX_INDEX_INPUTS {
@@ -296,7 +320,7 @@ pub(crate) fn requant_bound(
 /// The output scale the graph of a (valid) model fixes, if any: a model must declare exactly
 /// this one. For generators and converters.
 pub fn fixed_output_scale(model: &Model) -> Option<Scale> {
-    let mut scales = vec![Some(model.input_quant.scale)];
+    let mut scales = vec![model.tensor_quant().map(|q| q.scale)];
     for n in &model.nodes {
         let s = n.fixed_scale(&scales);
         scales.push(s);
@@ -330,7 +354,7 @@ impl ValidModel {
 pub fn validate(model: Model) -> Result<ValidModel, ModelError> {
     let mut v = Validator::new(
         &model.input_shape,
-        model.input_quant,
+        &model.input_quant,
         model.output_scale,
         &model.index_inputs,
         model.nodes.len(),
@@ -355,17 +379,40 @@ pub struct Validator {
 }
 
 impl Validator {
-    /// Checks the header fields in their byte order: input shape, input scale, output scale,
-    /// index inputs (count, then each one's id count and limits), node count.
+    /// Checks the header fields in their byte order: input shape, input scales (per feature:
+    /// the feature count, each scale, then that they differ), output scale, index inputs
+    /// (count, then each one's id count and limits), node count.
     pub fn new(
         input_shape: &[u32],
-        input_quant: Quant,
+        input_quant: &[Quant],
         output_scale: Scale,
         index_inputs: &[IndexInput],
         n_nodes: usize,
     ) -> Result<Self, ModelError> {
         check_shape(AT_HEADER, input_shape)?;
-        check_io_scale(input_quant.scale)?;
+        let tensor_quant = match input_quant {
+            [q] => Some(*q),
+            _ => {
+                let features = *input_shape.last().unwrap_or(&0) as usize;
+                check_feature_count(features)?;
+                if input_quant.len() != features {
+                    return Err(not_encodable(
+                        AT_HEADER,
+                        format!(
+                            "{} input quantizations for {features} features",
+                            input_quant.len()
+                        ),
+                    ));
+                }
+                None
+            }
+        };
+        for q in input_quant {
+            check_io_scale(q.scale)?;
+        }
+        if tensor_quant.is_none() {
+            check_feature_quant(input_quant)?;
+        }
         check_io_scale(output_scale)?;
         if !index_inputs.is_empty() {
             check_index_input_count(index_inputs.len())?;
@@ -385,11 +432,11 @@ impl Validator {
                 prepared: 0,
                 params: 0,
                 costs: Vec::new(),
-                zero_points: vec![input_quant.zero_point],
+                zero_points: vec![tensor_quant.map_or(0, |q| q.zero_point)],
                 shapes: vec![input_shape.to_vec()],
             },
             output_scale,
-            scales: vec![Some(input_quant.scale)],
+            scales: vec![tensor_quant.map(|q| q.scale)],
             index_inputs: index_inputs.to_vec(),
         })
     }

@@ -52,7 +52,7 @@ fn input_shape() -> impl Strategy<Value = Vec<u32>> {
     ]
 }
 
-/// 1 to 7 nodes of any kind (all 21 of `random::Spec`); shrinking drops nodes and lowers
+/// 1 to 7 nodes of any kind (all 22 of `random::Spec`); shrinking drops nodes and lowers
 /// kinds and seeds.
 fn spec() -> impl Strategy<Value = Spec> {
     (
@@ -103,6 +103,41 @@ fn engine_matches_reference_with_index_inputs() {
     assert!(gathers > 200, "{gathers} Gathers");
 }
 
+/// Tree ensembles on per-feature quantized inputs (format v3), with and without a
+/// post-transform, on random inputs and on the extremes (every feature at −128, at 127, and
+/// at each split's threshold, so comparisons that tie are exercised).
+#[test]
+fn engine_matches_reference_on_tree_models() {
+    use myelin_precompile::model::{Node, TreeNode};
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let model = random::tree_model(&mut rng);
+        check_model(&model, &mut rng, &format!("tree seed {seed}"));
+        let valid = validate::validate(model.clone()).unwrap();
+        let engine = Engine::new(valid.clone());
+        let len = valid.analysis().input_len();
+        let Node::TreeEnsemble(t) = &model.nodes[0] else {
+            unreachable!("tree_model starts with its ensemble")
+        };
+        let thresholds = t
+            .trees
+            .iter()
+            .flat_map(|tree| &tree.nodes)
+            .filter_map(|n| match n {
+                TreeNode::Split { threshold, .. } => Some(*threshold),
+                TreeNode::Leaf(_) => None,
+            });
+        for x in [i8::MIN, i8::MAX].into_iter().chain(thresholds) {
+            let input = vec![x; len];
+            assert_eq!(
+                engine.run(&input),
+                reference::run(&valid, &input),
+                "tree seed {seed}, every feature {x}"
+            );
+        }
+    }
+}
+
 /// The strategy reaches every op and ranks 1 to 4, so the property above tests them all.
 #[test]
 fn specs_cover_every_op_and_rank() {
@@ -116,5 +151,5 @@ fn specs_cover_every_op_and_rank() {
         ops.extend(model.nodes.iter().map(|n| n.op_name()));
     }
     assert_eq!(ranks, [true; 4]);
-    assert_eq!(ops.len(), 21, "ops reached: {ops:?}");
+    assert_eq!(ops.len(), 22, "ops reached: {ops:?}");
 }

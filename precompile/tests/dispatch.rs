@@ -145,7 +145,7 @@ fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
     let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
     let q: Vec<i8> = x
         .iter()
-        .map(|&v| fixed::quantize(v, 6, valid.model().input_quant))
+        .map(|&v| fixed::quantize(v, 6, valid.model().input_quant[0]))
         .collect();
     let oq = myelin_precompile::model::Quant {
         scale: valid.model().output_scale,

@@ -11,13 +11,13 @@ use myelin_precompile::{decode, encode, reference, Engine, ModelError};
 fn small() -> Model {
     Model {
         input_shape: vec![4],
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale: Scale {
                 mult: 1 << 30,
                 shift: -6,
             },
             zero_point: 0,
-        },
+        }],
         output_scale: Scale {
             mult: 1 << 30,
             shift: -6,
@@ -237,7 +237,7 @@ fn declared_shapes() {
             pads: [1999; 4],
         },
     })];
-    m.output_scale = m.input_quant.scale;
+    m.output_scale = m.input_quant[0].scale;
     assert_eq!(reject(&m), (Code::TensorTooLarge, 0));
 }
 
@@ -264,7 +264,7 @@ fn scales_and_multipliers() {
     }];
     assert_eq!(reject(&m), (Code::ShiftOutOfRange, 0));
     let mut m = small();
-    m.input_quant.scale.mult = 12345;
+    m.input_quant[0].scale.mult = 12345;
     assert_eq!(reject(&m), (Code::MultNotNormalized, HEADER));
     let mut m = small();
     m.output_scale.mult = -1;
@@ -274,7 +274,7 @@ fn scales_and_multipliers() {
         for input in [true, false] {
             let mut m = small();
             let s = if input {
-                &mut m.input_quant.scale.shift
+                &mut m.input_quant[0].scale.shift
             } else {
                 &mut m.output_scale.shift
             };
@@ -316,7 +316,7 @@ fn flags_and_canonical_forms() {
     let pool = |pads: [u16; 4], flag: bool| {
         let mut m = small();
         m.input_shape = vec![1, 2, 2];
-        m.output_scale = m.input_quant.scale;
+        m.output_scale = m.input_quant[0].scale;
         m.nodes = vec![Node::AvgPool(AvgPool {
             input: 0,
             window: Window {
@@ -378,7 +378,7 @@ fn output_scale_fixed_by_the_graph() {
     })];
     m.output_scale.shift = -5;
     assert_eq!(reject(&m), (Code::OutputScaleMismatch, HEADER));
-    m.output_scale = m.input_quant.scale;
+    m.output_scale = m.input_quant[0].scale;
     assert!(decode(&encode(&m)).is_ok());
 }
 
@@ -388,13 +388,13 @@ fn output_scale_fixed_by_the_graph() {
 fn edge(bias: i32, input_zp: i8, zero_point: i8) -> Model {
     Model {
         input_shape: vec![1],
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale: Scale {
                 mult: 1 << 30,
                 shift: 0,
             },
             zero_point: input_zp,
-        },
+        }],
         output_scale: Scale {
             mult: 1 << 30,
             shift: 0,
@@ -669,7 +669,7 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
     // A reference to a tensor that is not produced before node `i`.
     let forward = |rng: &mut Rng| rng.range(i as i64 + 1, i as i64 + 3) as u16;
     match rng.range(0, 5) {
-        0 => m.input_quant.scale.shift = rng.range(-70, 70) as i8,
+        0 => m.input_quant[0].scale.shift = rng.range(-70, 70) as i8,
         1 => m.output_scale.mult = rng.range(1 << 29, i32::MAX as i64) as i32,
         _ => match &mut m.nodes[i] {
             Node::Dense(Dense { out, bias, .. }) | Node::Conv(Conv { out, bias, .. }) => {
@@ -718,6 +718,15 @@ fn mutate(rng: &mut Rng, m: &mut Model) {
                         input.limits[0] = rng.range(0, 60) as u16;
                     }
                 }
+            },
+            Node::TreeEnsemble(t) => match rng.range(0, 2) {
+                0 => t.trees[0].target = rng.range(0, 4) as u16,
+                1 => {
+                    if let Some(TreeNode::Split { feature, .. }) = t.trees[0].nodes.first_mut() {
+                        *feature = rng.range(0, 40) as u16;
+                    }
+                }
+                _ => t.base[0] = i32::MAX,
             },
         },
     }

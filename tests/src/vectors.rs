@@ -122,7 +122,7 @@ fn model(input_shape: Vec<u32>, zero_point: i8, nodes: Vec<Node>) -> Model {
     }; // 1/128
     let mut m = Model {
         input_shape,
-        input_quant: Quant { scale, zero_point },
+        input_quant: vec![Quant { scale, zero_point }],
         output_scale: scale,
         index_inputs: Vec::new(),
         nodes,
@@ -1451,13 +1451,13 @@ pub fn rejections() -> Vec<Rejection> {
             "reject_input_scale_small",
             "input scale mult below 2^30",
             encode(&Model {
-                input_quant: Quant {
+                input_quant: vec![Quant {
                     scale: Scale {
                         mult: 12345,
                         shift: -6,
                     },
                     zero_point: 0,
-                },
+                }],
                 ..base()
             }),
             Code::MultNotNormalized,
@@ -1834,13 +1834,13 @@ pub fn rejections() -> Vec<Rejection> {
             "reject_scale_shift_64",
             "input scale shift 64 (scales take -64..=63)",
             encode(&Model {
-                input_quant: Quant {
+                input_quant: vec![Quant {
                     scale: Scale {
                         mult: HALF,
                         shift: 64,
                     },
                     zero_point: 0,
-                },
+                }],
                 ..base()
             }),
             Code::ShiftOutOfRange,

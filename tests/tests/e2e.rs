@@ -40,10 +40,10 @@ fn digit_model() -> Model {
     }; // 1/256: input pixels in [0, 1)
     Model {
         input_shape: vec![64],
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale,
             zero_point: -128,
-        },
+        }],
         output_scale: Scale {
             mult: 1 << 30,
             shift: -7,
@@ -189,7 +189,7 @@ fn contract_consumes_model_published_in_previous_block() {
 
     // The contract's verdict is exactly the engine's: recompute it off-chain.
     let valid = decode(&model).expect("valid");
-    let input_quant = valid.model().input_quant;
+    let input_quant = valid.model().input_quant[0];
     let x: Vec<i8> = drawing(3)
         .iter()
         .map(|&p| {
@@ -352,10 +352,10 @@ fn static_publish_delegatecall_and_reverted_publish() {
     // scale is not free to change: the final Softmax fixes it, SPEC §4.2.)
     let base = digit_model();
     let other = encode(&Model {
-        input_quant: Quant {
+        input_quant: vec![Quant {
             zero_point: -127,
-            ..base.input_quant
-        },
+            ..base.input_quant[0]
+        }],
         ..base
     });
     let other_id = keccak256(&other);

@@ -25,10 +25,10 @@ pub fn base(input_shape: Vec<u32>, nodes: Vec<Node>) -> Model {
     };
     let mut m = Model {
         input_shape,
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale,
             zero_point: 0,
-        },
+        }],
         output_scale: scale,
         index_inputs: Vec::new(),
         nodes,

@@ -34,7 +34,7 @@ pub(super) fn tensor_rows(
     let m = model.model();
     let prefix = Model {
         input_shape: m.input_shape.clone(),
-        input_quant: m.input_quant,
+        input_quant: m.input_quant.clone(),
         output_scale: Scale::from_f64(q.scale)
             .ok_or_else(|| anyhow!("tensor {id}: scale {} is not representable", q.scale))?,
         index_inputs: m.index_inputs.clone(),

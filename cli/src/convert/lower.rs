@@ -356,10 +356,10 @@ pub fn lower(
     );
     let model = Model {
         input_shape: u32_shape(input_shape)?,
-        input_quant: Quant {
+        input_quant: vec![Quant {
             scale: in_scale,
             zero_point: input_q.zp,
-        },
+        }],
         output_scale,
         index_inputs: l
             .limits

@@ -314,13 +314,15 @@ pub fn run_float(onnx_path: &Path, x: &npy::Array) -> Result<npy::Array> {
     Ok(npy::Array::f32(shape, out))
 }
 
-/// Quantizes one float input row with the model's input quantization:
-/// `q = clamp(round(x / scale) + zero_point, −128, 127)`.
+/// Quantizes one float input row with the model's input quantization (each feature with its
+/// own if it has one per feature): `q = clamp(round(x / scale) + zero_point, −128, 127)`.
 pub fn quantize_input(model: &Model, x: &[f32]) -> Vec<i8> {
-    let s = model.input_quant.scale.to_f64();
-    let zp = model.input_quant.zero_point as f64;
     x.iter()
-        .map(|&v| ((v as f64 / s).round() + zp).clamp(-128.0, 127.0) as i8)
+        .enumerate()
+        .map(|(i, &v)| {
+            let q = model.element_quant(i);
+            ((v as f64 / q.scale.to_f64()).round() + q.zero_point as f64).clamp(-128.0, 127.0) as i8
+        })
         .collect()
 }
 

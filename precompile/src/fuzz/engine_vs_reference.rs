@@ -82,7 +82,7 @@ pub fn run(data: &[u8]) {
         random::input(&mut Rng::new(seed ^ 0x5eed), len),
         vec![i8::MIN; len],
         vec![i8::MAX; len],
-        vec![model.input_quant.zero_point; len],
+        vec![model.input_zero_point(); len],
     ];
     if !tail.is_empty() {
         inputs.push(tail.iter().cycle().take(len).map(|&b| b as i8).collect());

@@ -163,15 +163,9 @@ pub(crate) fn check_arrays(
     Ok(())
 }
 
-/// Checks a layer's parameters in SPEC order: each multiplier, the per-channel encoding, the
-/// fused clamp, then for every output channel that the largest possible accumulator
-/// `|bias| + 255 · Σ|w|` survives requantization in int32.
-pub(crate) fn check(
-    node: usize,
-    out: &Output,
-    bias: &[i32],
-    weights: &[i8],
-) -> Result<(), ModelError> {
+/// Checks an output that may have one multiplier per channel, in SPEC order: each
+/// multiplier, the per-channel encoding, the fused clamp.
+pub(crate) fn check_output(node: usize, out: &Output) -> Result<(), ModelError> {
     for &rq in &out.requant {
         check_requant(node, rq)?;
     }
@@ -182,7 +176,19 @@ pub(crate) fn check(
             "per-channel multipliers that are all equal (per_channel = 0 is canonical)",
         ));
     }
-    check_act(node, out.act_min, out.act_max)?;
+    check_act(node, out.act_min, out.act_max)
+}
+
+/// Checks a layer's parameters in SPEC order: each multiplier, the per-channel encoding, the
+/// fused clamp, then for every output channel that the largest possible accumulator
+/// `|bias| + 255 · Σ|w|` survives requantization in int32.
+pub(crate) fn check(
+    node: usize,
+    out: &Output,
+    bias: &[i32],
+    weights: &[i8],
+) -> Result<(), ModelError> {
+    check_output(node, out)?;
     let fan_in = weights.len() / bias.len();
     for (ch, row) in weights.chunks(fan_in).enumerate() {
         let abs_w: u64 = row.iter().map(|&w| (w as i64).unsigned_abs()).sum();

@@ -32,6 +32,7 @@ pub mod resize;
 pub mod slice;
 pub mod softmax;
 pub mod transpose;
+pub mod tree;
 pub mod window;
 
 use crate::codec::Reader;
@@ -302,6 +303,7 @@ operators! {
     MatMul(matmul::MatMul),
     LayerNorm(layernorm::LayerNorm),
     Gather(gather::Gather),
+    TreeEnsemble(tree::TreeEnsemble),
 }
 
 /// Test helpers for the operators' own tests.
@@ -321,10 +323,10 @@ pub(crate) mod testing {
         };
         Model {
             input_shape,
-            input_quant: Quant {
+            input_quant: vec![Quant {
                 scale,
                 zero_point: 3,
-            },
+            }],
             output_scale: scale,
             index_inputs: Vec::new(),
             nodes,
