@@ -75,7 +75,17 @@ fn shapes() -> Vec<(&'static str, Model)> {
         vec![1],
         (0..256).map(|i| dense(&mut rng, i, 1, 1, 20)).collect(),
     );
+    // Tree ensembles: the 100 trees of depth 6 on one row, the same on 64 rows
+    // (per-walk cost), one chain-deep tree (per-level overhead), many stumps (per-tree work).
+    let trees = base(vec![30], vec![forest(&mut rng, 0, 30, 100, 6, 1)]);
+    let tree_rows = base(vec![64, 30], vec![forest(&mut rng, 0, 30, 100, 6, 1)]);
+    let deep_tree = base(vec![30], vec![forest(&mut rng, 0, 30, 1, 12, 1)]);
+    let stumps = base(vec![30], vec![forest(&mut rng, 0, 30, 4096, 1, 10)]);
     vec![
+        ("trees_100x6", trees),
+        ("trees_100x6_64_rows", tree_rows),
+        ("tree_depth_12", deep_tree),
+        ("stumps_4096", stumps),
         ("mlp_512", mlp),
         ("dense_64_rows", batch_rows),
         ("dense_1x4000x4000_streamed", streamed),
@@ -122,7 +132,7 @@ fn bench_engine_vs_reference(c: &mut Criterion) {
     group.sample_size(10);
     for (name, model) in shapes()
         .into_iter()
-        .filter(|(n, _)| ["mlp_512", "cnn_16x32x32"].contains(n))
+        .filter(|(n, _)| ["mlp_512", "cnn_16x32x32", "trees_100x6"].contains(n))
     {
         let valid = validate::validate(model).expect("valid");
         let input = vec![7i8; valid.analysis().input_len()];

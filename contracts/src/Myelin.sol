@@ -146,6 +146,7 @@ library Myelin {
         if (code == 13) return "per_channel not canonical";
         if (code == 14) return "count_include_pad not canonical";
         if (code == 15) return "identity node not canonical";
+        if (code == 16) return "per-feature quantization not canonical";
         if (code == 20) return "bad rank";
         if (code == 21) return "zero dimension";
         if (code == 22) return "tensor too large";
@@ -164,6 +165,8 @@ library Myelin {
         if (code == 35) return "bad axis";
         if (code == 36) return "shapes do not broadcast";
         if (code == 37) return "MatMul shapes differ";
+        if (code == 38) return "bad tree";
+        if (code == 39) return "tree feature out of range";
         if (code == 40) return "empty clamp range";
         if (code == 41) return "exp_table[0] is zero";
         if (code == 42) return "int32 overflow possible";
@@ -171,6 +174,7 @@ library Myelin {
         if (code == 44) return "bad index inputs";
         if (code == 45) return "bad index read";
         if (code == 46) return "Gather table too small";
+        if (code == 47) return "tree too deep";
         if (code == 50) return "im2col too large";
         if (code == 51) return "too many MACs";
         if (code == 52) return "too many elementwise steps";

@@ -199,7 +199,7 @@ fn rejections_are_codes() {
     use myelin_precompile::error::{Code, HEADER};
     let (m, mut host, _, id) = published(5);
     let bad_version = IMyelin::publishModelCall {
-        model: b"MYLN\x03".to_vec().into(),
+        model: b"MYLN\x05".to_vec().into(),
     }
     .abi_encode();
     assert_eq!(

@@ -107,7 +107,7 @@ fn header_errors() {
     bytes[0] = b'X';
     assert_eq!(err(&bytes), (Code::BadMagic, HEADER));
     let mut bytes = encode(&small());
-    bytes[4] = 3;
+    bytes[4] = 5;
     assert_eq!(err(&bytes), (Code::BadVersion, HEADER));
     assert_eq!(
         err(&vec![0; (1 << 24) + 1]),

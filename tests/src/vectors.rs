@@ -14,6 +14,7 @@ use myelin_precompile::{decode, encode, gas, reference};
 
 mod gather;
 mod ops;
+mod trees;
 
 pub const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/v1.json");
 
@@ -690,6 +691,7 @@ pub fn cases() -> Vec<Case> {
     }
     cs.extend(ops::cases());
     cs.extend(gather::cases());
+    cs.extend(trees::cases());
     cs
 }
 
@@ -1367,9 +1369,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::BadMagic,
         ),
         r(
-            "reject_version_3",
-            "format version 3",
-            patched(ok.clone(), 4, 3),
+            "reject_version_5",
+            "format version 5",
+            patched(ok.clone(), 4, 5),
             Code::BadVersion,
         ),
         r(
@@ -1403,9 +1405,9 @@ pub fn rejections() -> Vec<Rejection> {
             Code::UnknownOp,
         ),
         r(
-            "reject_op_tag_17",
-            "op tag 0x17 (one past Gather, the last op)",
-            patched(ok.clone(), RANK1_TAG, 0x17),
+            "reject_op_tag_18",
+            "op tag 0x18 (one past TreeEnsemble, the last op)",
+            patched(ok.clone(), RANK1_TAG, 0x18),
             Code::UnknownOp,
         ),
         r(
@@ -1913,6 +1915,7 @@ pub fn rejections() -> Vec<Rejection> {
     .into_iter()
     .chain(ops::rejections())
     .chain(gather::rejections())
+    .chain(trees::rejections())
     .collect()
 }
 

@@ -150,3 +150,43 @@ pub fn clamp(input: TensorId) -> Node {
         max: 100,
     })
 }
+
+/// A TreeEnsemble of `trees` complete trees of depth `depth` over `features` features, each
+/// tree adding to output `t mod outputs`, with random splits and small leaves.
+pub fn forest(
+    rng: &mut Rng,
+    input: TensorId,
+    features: u32,
+    trees: usize,
+    depth: u32,
+    outputs: u16,
+) -> Node {
+    let trees = (0..trees)
+        .map(|t| {
+            let mut nodes = Vec::new();
+            let mut pending = vec![0u32];
+            while let Some(d) = pending.pop() {
+                if d < depth {
+                    nodes.push(TreeNode::Split {
+                        feature: rng.range(0, features as i64 - 1) as u16,
+                        threshold: rng.range(-100, 100) as i8,
+                    });
+                    pending.extend([d + 1, d + 1]);
+                } else {
+                    nodes.push(TreeNode::Leaf(vec![rng.range(-1000, 1000) as i32]));
+                }
+            }
+            Tree {
+                target: (t % outputs as usize) as u16,
+                nodes,
+            }
+        })
+        .collect();
+    Node::TreeEnsemble(TreeEnsemble {
+        input,
+        outputs,
+        out: output(-10),
+        base: vec![0; outputs as usize],
+        trees,
+    })
+}

@@ -4,9 +4,14 @@ pragma solidity ^0.8.24;
 import {Myelin} from "../Myelin.sol";
 
 /// @title CreditLending: an ETH lending pool that prices each loan with an on-chain credit model.
-/// @notice The model (models/credit_mlp.onnx → credit_mlp.myl) maps a borrower's standardized
-/// features to the probability of being a good borrower (a Sigmoid output). The pool refuses
-/// scores below `minScore` and charges `baseRateBps + (1 − score) · riskSpreadBps`.
+/// @notice The model maps a borrower's features to the probability of being a good borrower:
+/// its last output (a Sigmoid's one output, or class 1 of a classifier's two probabilities).
+/// Either an MLP trained on standardized features (models/credit_mlp.myl), which the pool
+/// standardizes with the training mean and standard deviation, or a model that reads RAW
+/// features because it quantizes each with its own scale (per-feature input quantization,
+/// e.g. the gradient-boosted trees of models/breast_gbdt.myl): deploy it with empty `mean`
+/// and `std` and the features go to the precompile as they are. The pool refuses scores below
+/// `minScore` and charges `baseRateBps + (1 − score) · riskSpreadBps`.
 contract CreditLending {
     uint256 internal constant ONE = 1e18;
 
@@ -14,7 +19,10 @@ contract CreditLending {
     uint256 public immutable minScore;
     uint256 public immutable baseRateBps;
     uint256 public immutable riskSpreadBps;
-    /// Per-feature mean and standard deviation (18 decimals) the model was trained with.
+    /// Number of features the model reads.
+    uint256 public immutable featureCount;
+    /// Per-feature mean and standard deviation (18 decimals) the model was trained with; both
+    /// empty for a model that reads raw features.
     int256[] internal mean;
     int256[] internal std;
 
@@ -40,6 +48,8 @@ contract CreditLending {
     constructor(bytes32 model_, int256[] memory mean_, int256[] memory std_, uint256 minScore_, uint256 baseRateBps_, uint256 riskSpreadBps_) {
         if (mean_.length != std_.length) revert WrongFeatureCount(mean_.length, std_.length);
         model = model_;
+        featureCount = Myelin.modelInfo(model_).inputShape[0];
+        if (mean_.length != 0 && mean_.length != featureCount) revert WrongFeatureCount(featureCount, mean_.length);
         mean = mean_;
         std = std_;
         minScore = minScore_;
@@ -52,11 +62,11 @@ contract CreditLending {
     }
 
     /// Credit score (probability of a good borrower, 18 decimals) for raw features (18 decimals).
-    function creditScore(int256[] calldata features) public view returns (uint256) {
-        uint256 n = mean.length;
-        if (features.length != n) revert WrongFeatureCount(n, features.length);
-        int256[] memory out = Myelin.inferFixed(model, Myelin.standardize(features, mean, std), 18);
-        return uint256(out[0]);
+    function creditScore(int256[] calldata raw) public view returns (uint256) {
+        if (raw.length != featureCount) revert WrongFeatureCount(featureCount, raw.length);
+        int256[] memory x = mean.length == 0 ? raw : Myelin.standardize(raw, mean, std);
+        int256[] memory out = Myelin.inferFixed(model, x, 18);
+        return uint256(out[out.length - 1]);
     }
 
     /// Interest rate (basis points) for a score.
