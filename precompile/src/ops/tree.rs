@@ -12,15 +12,17 @@
 //! Trees are stored in preorder (a split, its left subtree, its right subtree), which needs
 //! no child pointers: every byte string parses as at most one forest, and no tree can have a
 //! cycle or a dangling child. The engine walks all trees of all rows at once, one level per
-//! step, with gathers on whole tensors (the tree-traversal strategy of tensor compilers such
-//! as Hummingbird): a leaf points to itself, so every walk takes exactly the ensemble's
-//! greatest depth in steps, and the cost is known before anything runs.
+//! step, gathering each walk's node, feature value and threshold from flat node tables (the
+//! tree-traversal strategy of tensor compilers such as Hummingbird) in a kernel of its own
+//! inside burn (`host.rs`; burn's `select` on ndarray costs ~100 ns per gathered index, ten
+//! times the scalar reference's whole walk): a leaf points to itself, so every walk takes
+//! exactly the ensemble's greatest depth in steps, and the cost is known before anything runs.
 
 use super::layer::{self, Output};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, tensor, EngineTensor, RequantParams, T, WIDE};
+use crate::engine::{requantize, EngineTensor, RequantParams};
 use crate::error::{Code, ModelError};
 use crate::limits::{MAX_TREES, MAX_TREE_DEPTH};
 use crate::model::{Scale, TensorId};
@@ -32,13 +34,12 @@ pub const ALL_OUTPUTS: u16 = 0xFFFF;
 /// The feature field of a leaf.
 const LEAF: u16 = 0xFFFF;
 
-/// Elements charged per walk (one row through one tree) per level: the gathers of the node's
-/// feature, of the input value, of the threshold and of both children, the row offset, the
-/// comparison and the selection of the next node.
-pub const TREE_STEP_PASSES: u64 = 8;
-/// Elements charged per level on top of its walks: a level is a dozen tensor operations,
-/// each with a fixed overhead that a small ensemble does not amortise.
-pub const TREE_LEVEL_ELEMS: u64 = 500;
+/// Elements charged per walk (one row through one tree) per level: reading the node's
+/// feature, the input value and the threshold, comparing and taking a child — a few
+/// dependent loads from tables that stay in cache for any ensemble of a few MB.
+pub const TREE_STEP_PASSES: u64 = 2;
+/// Elements charged per level on top of its walks (the pass over the walks).
+pub const TREE_LEVEL_ELEMS: u64 = 16;
 
 /// One node of a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,22 +150,25 @@ impl Tree {
     }
 }
 
-/// The ensemble as the engine walks it: the nodes of all trees in one table.
+/// The ensemble as the engine walks it: the nodes of all trees in flat tables, indexed by a
+/// node's position in the ensemble.
 pub struct Prepared {
     input: TensorId,
     outputs: usize,
     depth: u32,
     /// Per node: the feature it reads (0 for a leaf), its threshold (127 for a leaf: every
-    /// value goes "left", to itself), its children.
-    feature: EngineTensor,
-    threshold: EngineTensor,
-    left: EngineTensor,
-    right: EngineTensor,
-    /// Index of each tree's root.
-    roots: Vec<i64>,
-    /// `[nodes, outputs]`: what each node adds to each output (zero for splits).
-    values: T<2>,
-    base: T<2>,
+    /// value goes "left", to itself), its children (a leaf's are itself).
+    feature: Vec<u32>,
+    threshold: Vec<i8>,
+    left: Vec<u32>,
+    right: Vec<u32>,
+    /// Per node: where its leaf values start in `values` (0 for a split).
+    value_at: Vec<u32>,
+    values: Vec<i64>,
+    /// Per tree: its root and its target.
+    roots: Vec<u32>,
+    targets: Vec<u16>,
+    base: Vec<i64>,
     requant: RequantParams,
     out: Output,
 }
@@ -420,17 +424,22 @@ impl Op for TreeEnsemble {
     }
 
     /// Per level of the deepest tree, every walk's step and the level's fixed overhead; the
-    /// walks' starting nodes; the leaf values gathered (one row of outputs per walk) and
-    /// summed; the requantization of the sums.
+    /// walks' starting nodes; per row, every leaf value added and the row's base values; the
+    /// requantization of the sums.
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
         let rows = numel(&shapes[self.input as usize]) / Self::features(shapes, self.input) as u64;
         let walks = rows * self.trees.len() as u64;
+        let leaf_values: u64 = self
+            .trees
+            .iter()
+            .map(|t| t.width(self.outputs) as u64)
+            .sum();
         let depth = self.depth() as u64;
         Cost {
             macs: 0,
             elems: depth * (TREE_STEP_PASSES * walks + TREE_LEVEL_ELEMS)
                 + walks
-                + 2 * walks * self.outputs as u64
+                + rows * (leaf_values + self.outputs as u64)
                 + LAYER_OUT_PASSES * numel(out),
         }
     }
@@ -456,95 +465,88 @@ impl Op for TreeEnsemble {
     }
 
     fn prepare(&self) -> Prepared {
-        let outputs = self.outputs as usize;
-        let (mut feature, mut threshold, mut left, mut right) = (vec![], vec![], vec![], vec![]);
-        let (mut roots, mut values) = (vec![], vec![]);
+        let mut p = Prepared {
+            input: self.input,
+            outputs: self.outputs as usize,
+            depth: self.depth(),
+            feature: vec![],
+            threshold: vec![],
+            left: vec![],
+            right: vec![],
+            value_at: vec![],
+            values: vec![],
+            roots: vec![],
+            targets: self.trees.iter().map(|t| t.target).collect(),
+            base: self.base.iter().map(|&b| b as i64).collect(),
+            requant: RequantParams::new(&self.out.requant, [1, self.out.requant.len()]),
+            out: self.out.clone(),
+        };
         for tree in &self.trees {
-            let first = feature.len();
-            roots.push(first as i64);
+            let first = p.feature.len();
+            p.roots.push(first as u32);
             for (node, (l, r)) in tree.nodes.iter().zip(tree.children()) {
-                left.push((first + l) as i64);
-                right.push((first + r) as i64);
-                let mut row = vec![0i64; outputs];
+                p.left.push((first + l) as u32);
+                p.right.push((first + r) as u32);
                 match node {
-                    TreeNode::Split {
-                        feature: f,
-                        threshold: t,
-                    } => {
-                        feature.push(*f as i64);
-                        threshold.push(*t as i64);
+                    TreeNode::Split { feature, threshold } => {
+                        p.feature.push(*feature as u32);
+                        p.threshold.push(*threshold);
+                        p.value_at.push(0);
                     }
                     TreeNode::Leaf(v) => {
-                        feature.push(0);
-                        threshold.push(i8::MAX as i64);
-                        if tree.target == ALL_OUTPUTS {
-                            row.iter_mut().zip(v).for_each(|(r, v)| *r = *v as i64);
-                        } else {
-                            row[tree.target as usize] = v[0] as i64;
-                        }
+                        p.feature.push(0);
+                        p.threshold.push(i8::MAX);
+                        p.value_at.push(p.values.len() as u32);
+                        p.values.extend(v.iter().map(|&v| v as i64));
                     }
                 }
-                values.extend(row);
             }
         }
-        let nodes = feature.len();
-        let flat = |v: Vec<i64>| {
-            let n = v.len();
-            tensor(v, [n], WIDE)
-        };
-        let requant_shape = [1, self.out.requant.len()];
-        Prepared {
-            input: self.input,
-            outputs,
-            depth: self.depth(),
-            feature: flat(feature),
-            threshold: flat(threshold),
-            left: flat(left),
-            right: flat(right),
-            roots,
-            values: tensor(values, [nodes, outputs], WIDE),
-            base: tensor(
-                self.base.iter().map(|&b| b as i64).collect(),
-                [1, outputs],
-                WIDE,
-            ),
-            requant: RequantParams::new(&self.out.requant, requant_shape),
-            out: self.out.clone(),
-        }
+        p
     }
 
+    /// All walks at once, level by level (a leaf loops to itself), inside burn through the
+    /// backend extension, reading the input in place; then the leaf values summed per row and
+    /// the sums requantized on whole tensors.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let x = cx.value(p.input).clone();
         let f = *cx.shape(p.input).last().unwrap_or(&1) as usize;
-        let rows = x.dims()[0] / f;
-        let trees = p.roots.len();
-        // Walk `r · trees + t` is row `r` through tree `t`; `offset` is where its row starts.
-        let mut at = tensor(
-            (0..rows).flat_map(|_| p.roots.iter().copied()).collect(),
-            [rows * trees],
-            WIDE,
-        );
-        let offset = tensor(
-            (0..rows * trees).map(|w| (w / trees * f) as i64).collect(),
-            [rows * trees],
-            WIDE,
-        );
-        for _ in 0..p.depth {
-            let feature = p.feature.clone().select(0, at.clone());
-            let value = x.clone().select(0, feature + offset.clone());
-            let go_left = value.lower_equal(p.threshold.clone().select(0, at.clone()));
-            let right = p.right.clone().select(0, at.clone());
-            at = right.mask_where(go_left, p.left.clone().select(0, at));
-        }
-        let sums = p
-            .values
-            .clone()
-            .select(0, at)
-            .reshape([rows, trees, p.outputs])
-            .sum_dim(1)
-            .reshape([rows, p.outputs])
-            + p.base.clone();
-        requantize(sums, &p.requant, &p.out).flatten(0, 1)
+        let sums = crate::host::unary(cx.value(p.input), &|x| {
+            let rows = x.len() / f;
+            let trees = p.roots.len();
+            // Walk `r · trees + t` is row `r` through tree `t`.
+            let mut at: Vec<u32> = Vec::with_capacity(rows * trees);
+            for _ in 0..rows {
+                at.extend_from_slice(&p.roots);
+            }
+            for _ in 0..p.depth {
+                for (w, node) in at.iter_mut().enumerate() {
+                    let n = *node as usize;
+                    let value = x[w / trees * f + p.feature[n] as usize];
+                    *node = if value <= p.threshold[n] as i64 {
+                        p.left[n]
+                    } else {
+                        p.right[n]
+                    };
+                }
+            }
+            let mut acc = Vec::with_capacity(rows * p.outputs);
+            for walks in at.chunks(trees.max(1)) {
+                let start = acc.len();
+                acc.extend_from_slice(&p.base);
+                let row = &mut acc[start..];
+                for (&leaf, &target) in walks.iter().zip(&p.targets) {
+                    let v = &p.values[p.value_at[leaf as usize] as usize..];
+                    if target == ALL_OUTPUTS {
+                        row.iter_mut().zip(v).for_each(|(a, v)| *a += v);
+                    } else {
+                        row[target as usize] += v[0];
+                    }
+                }
+            }
+            acc
+        });
+        let rows = sums.dims()[0] / p.outputs;
+        requantize(sums.reshape([rows, p.outputs]), &p.requant, &p.out).flatten(0, 1)
     }
 }
 
