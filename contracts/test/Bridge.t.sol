@@ -66,8 +66,8 @@ contract BridgeTest is MyelinTest {
     }
 
     function testMalformedModelIsRejectedWithCode() public {
-        // "MYLN" then version 3: code 4 (unsupported version) at the header (node 0xFFFF).
-        (bool ok, bytes memory ret) = Myelin.PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (hex"4d594c4e03")));
+        // "MYLN" then version 5: code 4 (unsupported version) at the header (node 0xFFFF).
+        (bool ok, bytes memory ret) = Myelin.PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (hex"4d594c4e05")));
         assertFalse(ok);
         assertEq(ret, abi.encodeWithSelector(IMyelin.InvalidModel.selector, uint16(4), Myelin.HEADER));
         assertEq(Myelin.invalidModelReason(4), "unsupported version");

@@ -131,19 +131,36 @@ fn main() {
         );
     }
 
+    let fixture = json("contracts/test/fixtures/credit.json");
     println!("\nCreditLending: an ETH pool pricing loans with a credit model (breast-cancer data as stand-in)");
-    let credit = publish(&mut chain, "models/credit_mlp.myl");
+    println!("  an MLP on features the pool standardizes in Solidity (models/credit_mlp.myl):");
+    credit_pool(
+        &mut chain,
+        "models/credit_mlp.myl",
+        ints(&fixture["mean"]),
+        ints(&fixture["std"]),
+    );
+    println!("  gradient-boosted trees on RAW features, quantized per feature (models/breast_gbdt.myl):");
+    credit_pool(&mut chain, "models/breast_gbdt.myl", Vec::new(), Vec::new());
+
+    health_cover(&mut chain);
+}
+
+/// Deploys a CreditLending pool on `model` (standardizing with `mean`/`std`, or passing raw
+/// features when both are empty), funds it, and has a bad then a good applicant borrow.
+fn credit_pool(chain: &mut Chain, model: &str, mean: Vec<I256>, std: Vec<I256>) {
+    let credit = publish(chain, model);
     let fixture = json("contracts/test/fixtures/credit.json");
     let ctor = CreditLending::constructorCall {
         model_: credit,
-        mean_: ints(&fixture["mean"]),
-        std_: ints(&fixture["std"]),
+        mean_: mean,
+        std_: std,
         minScore_: ether(1) / U256::from(2),
         baseRateBps_: U256::from(300),
         riskSpreadBps_: U256::from(2000),
     };
     let pool = deploy(
-        &mut chain,
+        chain,
         [
             artifact("CreditLending.sol", "CreditLending").to_vec(),
             ctor.abi_encode(),
@@ -189,7 +206,6 @@ fn main() {
         }
     }
 
-    health_cover(&mut chain);
 }
 
 /// HealthCover: a model with categorical embeddings (format v2, one index input of three
