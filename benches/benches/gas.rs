@@ -124,6 +124,16 @@ fn bench_gas(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("load_cold", "1MiB"), |b| {
         b.iter(|| Engine::new(decode(&big).expect("valid")))
     });
+    // The same for ~1 MiB of trees: 2000 trees of depth 6, a quarter of a million tree nodes
+    // (the most nodes per byte a model can hold is one leaf per 6 bytes).
+    let trees = encode(&base(vec![30], vec![forest(&mut rng, 0, 30, 2000, 6, 1)]));
+    let analysis = decode(&trees).expect("valid").analysis().clone();
+    group.throughput(Throughput::Elements(
+        gas::load(trees.len(), false) + gas::prepare(&analysis),
+    ));
+    group.bench_function(BenchmarkId::new("load_cold", "trees_1MiB"), |b| {
+        b.iter(|| Engine::new(decode(&trees).expect("valid")))
+    });
     group.finish();
 }
 

@@ -40,6 +40,11 @@ const LEAF: u16 = 0xFFFF;
 pub const TREE_STEP_PASSES: u64 = 2;
 /// Elements charged per level on top of its walks (the pass over the walks).
 pub const TREE_LEVEL_ELEMS: u64 = 16;
+/// Prepared elements charged per tree node when a model is loaded cold (at
+/// `PREPARE_ELEM_MILLI`: 3.2 gas per node): decoding a node, checking it and laying it out in
+/// the engine's tables costs ~65 ns, far more than the per-byte load price pays for the three
+/// to six bytes it takes (measured on ~1 MiB of trees, `benches/benches/gas.rs`).
+pub const TREE_PREPARE_ELEMS: u64 = 32;
 
 /// One node of a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -421,6 +426,12 @@ impl Op for TreeEnsemble {
 
     fn fixed_scale(&self, _: &[Option<Scale>]) -> Option<Scale> {
         None
+    }
+
+    /// `TREE_PREPARE_ELEMS` per tree node.
+    fn prepared_elems(&self) -> u64 {
+        let nodes: usize = self.trees.iter().map(|t| t.nodes.len()).sum();
+        TREE_PREPARE_ELEMS * nodes as u64
     }
 
     /// Per level of the deepest tree, every walk's step and the level's fixed overhead; the

@@ -140,7 +140,9 @@ fn main() {
         ints(&fixture["mean"]),
         ints(&fixture["std"]),
     );
-    println!("  gradient-boosted trees on RAW features, quantized per feature (models/breast_gbdt.myl):");
+    println!(
+        "  gradient-boosted trees on RAW features, quantized per feature (models/breast_gbdt.myl):"
+    );
     credit_pool(&mut chain, "models/breast_gbdt.myl", Vec::new(), Vec::new());
 
     health_cover(&mut chain);
@@ -205,7 +207,6 @@ fn credit_pool(chain: &mut Chain, model: &str, mean: Vec<I256>, std: Vec<I256>) 
             other => panic!("unexpected {other:?}"),
         }
     }
-
 }
 
 /// HealthCover: a model with categorical embeddings (format v2, one index input of three
