@@ -632,13 +632,43 @@ fn families() -> Vec<Family> {
             is_load: false,
         },
         Family {
+            name: "tree",
+            knobs: &[
+                ("rows", 1, 1024),
+                ("features", 2, 1024),
+                ("trees", 1, 4096),
+                ("depth", 0, 32),
+                ("complete levels", 0, 12),
+                ("outputs", 1, 64),
+                ("every output", 0, 1),
+                ("nodes", 1, 256),
+            ],
+            seeds: &[
+                &[1, 30, 100, 6, 6, 1, 0, 1],
+                &[64, 30, 100, 6, 6, 1, 0, 1],
+                &[1, 2, 4096, 1, 1, 64, 1, 1],
+                &[1024, 2, 1, 32, 0, 1, 0, 1],
+                &[1, 2, 1, 1, 1, 1, 0, 256],
+                &[16, 1024, 4096, 32, 0, 1, 0, 1],
+            ],
+            build: tree_family,
+            is_load: false,
+        },
+        Family {
             name: "load",
             knobs: &[
-                ("kind: dense conv lut", 0, 2),
+                ("kind: dense conv lut trees", 0, 3),
                 ("size", 1, 4096),
                 ("nodes", 1, 256),
             ],
-            seeds: &[&[0, 1024, 1], &[0, 1, 256], &[1, 64, 16], &[2, 1, 256]],
+            seeds: &[
+                &[0, 1024, 1],
+                &[0, 1, 256],
+                &[1, 64, 16],
+                &[2, 1, 256],
+                &[3, 4096, 1],
+                &[3, 1, 256],
+            ],
             build: |k, rng| {
                 let [kind, size, nodes] = k[..3] else {
                     unreachable!()
@@ -656,12 +686,76 @@ fn families() -> Vec<Family> {
                             .map(|i| conv(rng, i, size, size, 1))
                             .collect(),
                     ),
-                    _ => chain(1, size, nodes, lut),
+                    2 => chain(1, size, nodes, lut),
+                    // `size` trees of depth 8 per node, one value per leaf
+                    _ => tree_family(&[1, 30, size, 8, 8, 1, 0, nodes], rng),
                 }
             },
             is_load: true,
         },
     ]
+}
+
+/// A tree of `depth` splits on its longest path: complete down to `full` levels, then a
+/// chain down its leftmost path; leaves hold `width` values.
+fn tree_of(rng: &mut Rng, features: u32, depth: u32, full: u32, target: u16, width: usize) -> Tree {
+    let mut nodes = Vec::new();
+    // (depth of the subtree's root, whether it is on the leftmost path)
+    let mut pending = vec![(0u32, true)];
+    while let Some((d, leftmost)) = pending.pop() {
+        if d < full.min(depth) || (leftmost && d < depth) {
+            nodes.push(TreeNode::Split {
+                feature: rng.range(0, features as i64 - 1) as u16,
+                threshold: rng.range(-100, 100) as i8,
+            });
+            pending.push((d + 1, false));
+            pending.push((d + 1, leftmost));
+        } else {
+            nodes.push(TreeNode::Leaf(
+                (0..width).map(|_| rng.range(-1000, 1000) as i32).collect(),
+            ));
+        }
+    }
+    Tree { target, nodes }
+}
+
+/// Tree-ensemble knobs: rows, features, trees, depth, complete levels, outputs, leaves for
+/// every output or one, ensembles reading the input. Trees are cut to keep the model within
+/// the 16 MiB limit.
+fn tree_family(k: &[u32], rng: &mut Rng) -> Model {
+    let [rows, features, trees, depth, full, outputs, all, nodes] = k[..8] else {
+        unreachable!()
+    };
+    let all = all == 1 && outputs >= 2;
+    let width = if all { outputs as usize } else { 1 };
+    let full = full.min(depth);
+    let leaves = (1u64 << full) + (depth - full) as u64;
+    let tree_bytes = leaves * (2 + 4 * width as u64) + (leaves - 1) * 3 + 2;
+    let trees = (trees as u64)
+        .min((15 << 20) / (tree_bytes * nodes as u64))
+        .max(1);
+    let ensemble = |rng: &mut Rng| {
+        Node::TreeEnsemble(TreeEnsemble {
+            input: 0,
+            outputs: outputs as u16,
+            out: output(-10),
+            base: vec![0; outputs as usize],
+            trees: (0..trees)
+                .map(|t| {
+                    let target = if all {
+                        ALL_OUTPUTS
+                    } else {
+                        (t % outputs as u64) as u16
+                    };
+                    tree_of(rng, features, depth, full, target, width)
+                })
+                .collect(),
+        })
+    };
+    base(
+        vec![rows, features],
+        (0..nodes).map(|_| ensemble(rng)).collect(),
+    )
 }
 
 /// The attacks of issue 10, as models (inference unless noted).
@@ -842,6 +936,13 @@ fn summary(m: &Model) -> String {
         Node::ReduceMax(r) => format!("ReduceMax axis {}", r.axis),
         Node::Resize(r) => format!("Resize {:?}", r.factors),
         Node::Gather(g) => format!("Gather {} ids of {}×{}", g.count, g.rows, g.dim),
+        Node::TreeEnsemble(t) => format!(
+            "TreeEnsemble {} trees depth {} → {} outputs ({} nodes)",
+            t.trees.len(),
+            t.depth(),
+            t.outputs,
+            t.trees.iter().map(|t| t.nodes.len()).sum::<usize>()
+        ),
         Node::Add(_)
         | Node::Sub(_)
         | Node::Mul(_)

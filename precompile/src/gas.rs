@@ -49,7 +49,7 @@ pub const LOAD_COLD_BYTE_MILLI: u64 = 250;
 pub const LOAD_NODE: u64 = 1_000;
 /// Per element of a prepared kernel operand, in milligas: Dense weights packed into 16-column
 /// int8 panels (a layer of one output is padded 16-fold), convolution weights as int16 rows,
-/// 32 per tree node of a TreeEnsemble (its decoding and node tables).
+/// 64 per tree node of a TreeEnsemble (its decoding and node tables).
 /// Packing writes each element once (~1–2 ns), and this also bounds the prepared model's
 /// memory: at most 2 bytes per element, 20 bytes per gas.
 pub const PREPARE_ELEM_MILLI: u64 = 100;

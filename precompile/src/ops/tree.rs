@@ -41,10 +41,11 @@ pub const TREE_STEP_PASSES: u64 = 2;
 /// Elements charged per level on top of its walks (the pass over the walks).
 pub const TREE_LEVEL_ELEMS: u64 = 16;
 /// Prepared elements charged per tree node when a model is loaded cold (at
-/// `PREPARE_ELEM_MILLI`: 3.2 gas per node): decoding a node, checking it and laying it out in
-/// the engine's tables costs ~65 ns, far more than the per-byte load price pays for the three
-/// to six bytes it takes (measured on ~1 MiB of trees, `benches/benches/gas.rs`).
-pub const TREE_PREPARE_ELEMS: u64 = 32;
+/// `PREPARE_ELEM_MILLI`: 6.4 gas per node): decoding a node, checking it and laying it out in
+/// the engine's tables costs 65–90 ns, far more than the per-byte load price pays for the three
+/// to six bytes it takes (measured on ~1 MiB of trees, `benches/benches/gas.rs`, and on up to
+/// 16 MiB by the search's load family).
+pub const TREE_PREPARE_ELEMS: u64 = 64;
 
 /// One node of a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -231,9 +231,9 @@ pub fn cases() -> Vec<Case> {
                                 tree(
                                     (t % 3) as u16,
                                     vec![
-                                        split((t % 3) as u16, (10 * t as i32 - 20) as i8),
+                                        split((t % 3) as u16, (10 * t - 20) as i8),
                                         leaf(&[200]),
-                                        leaf(&[-150 + 40 * t as i32]),
+                                        leaf(&[-150 + 40 * t]),
                                     ],
                                 )
                             })
