@@ -12,6 +12,7 @@ use myelin_cli::npy;
 use myelin_cli::store::DirStore;
 use myelin_precompile::abi::IMyelin;
 use myelin_precompile::input;
+use myelin_precompile::model::{Node, TreeNode};
 use myelin_precompile::{decode, gas, CallContext, Engine, Myelin, Outcome, ValidModel};
 
 #[derive(Parser)]
@@ -280,6 +281,17 @@ fn run(cli: Cli) -> Result<()> {
                     c.macs,
                     c.elems
                 );
+                if let Node::TreeEnsemble(t) = n {
+                    let nodes: usize = t.trees.iter().map(|t| t.nodes.len()).sum();
+                    let splits = (t.trees.iter().flat_map(|t| &t.nodes))
+                        .filter(|n| matches!(n, TreeNode::Split { .. }))
+                        .count();
+                    println!(
+                        "            {} trees, {nodes} nodes ({splits} splits), depth {}",
+                        t.trees.len(),
+                        t.depth()
+                    );
+                }
             }
             println!(
                 "total     {} MACs, {} elementwise steps",
