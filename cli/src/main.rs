@@ -264,7 +264,7 @@ fn run(cli: Cli) -> Result<()> {
                 a.output_zero_point()
             );
             println!(
-                "{:>4}  {:<10} {:<10} {:<16} {:>12} {:>10}",
+                "{:>4}  {:<12} {:<10} {:<16} {:>12} {:>10}",
                 "node", "op", "inputs", "output", "MACs", "elems"
             );
             for (i, (n, c)) in m.nodes.iter().zip(&a.costs).enumerate() {
@@ -275,7 +275,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(",");
                 println!(
-                    "{i:>4}  {:<10} {inputs:<10} {:<16} {:>12} {:>10}",
+                    "{i:>4}  {:<12} {inputs:<10} {:<16} {:>12} {:>10}",
                     n.op_name(),
                     format!("{:?}", a.shapes[i + 1]),
                     c.macs,
@@ -287,7 +287,7 @@ fn run(cli: Cli) -> Result<()> {
                         .filter(|n| matches!(n, TreeNode::Split { .. }))
                         .count();
                     println!(
-                        "            {} trees, {nodes} nodes ({splits} splits), depth {}",
+                        "      {} trees, {nodes} nodes ({splits} splits), depth {}",
                         t.trees.len(),
                         t.depth()
                     );
