@@ -1478,6 +1478,29 @@ fn tree_ensemble_swaps_and_drops_splits() {
     assert_eq!(c.model.model().input_quant.len(), 3);
 }
 
+/// A Scaler read by a Gemm folds into its Dense; read by anything else it is a diagonal
+/// Dense. Both read the input quantized per feature (scales in the weight columns, zero
+/// points in the bias).
+#[test]
+fn scaler_folds_into_the_dense_after_it() {
+    let mut rng = Rng(17);
+    let mut b = Builder::default();
+    let attrs = vec![
+        floats("offset", &[0.5, -0.25, 0.0, 0.1]),
+        floats("scale", &[2.0, 0.5, 1.0, 4.0]),
+    ];
+    let scaled = b.node("Scaler", &["input"], attrs);
+    b.nodes.last_mut().unwrap().domain = "ai.onnx.ml".into();
+    let w = b.init("w", &[3, 4], rng.vec(12, 0.5));
+    let bias = b.init("b", &[3], rng.vec(3, 0.2));
+    let y1 = b.node("Gemm", &[&scaled, &w, &bias], vec![ai("transB", 1)]);
+    let y2 = b.node("Relu", &[&scaled], vec![]);
+    let out = b.node("Concat", &[&y1, &y2], vec![ai("axis", 1)]);
+    let ops = ["Dense", "Clamp", "Dense", "Concat"];
+    let c = check_synthetic("scaler", b.bytes(&[4], &out), &[4], &ops, 0.05);
+    assert_eq!(c.model.model().input_quant.len(), 4);
+}
+
 #[test]
 fn unsupported_forms_name_the_fix() {
     let err = one_node_error("ReduceMean", vec![ints("axes", &[1, 2])], &[], &[4, 6]);
