@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the committed .myl models from the committed ONNX models and calibration rows
-# (models/*.onnx and models/data/ come from scripts/train_models.py; digits_cnn_qdq.onnx from
-# scripts/make_qdq_model.py), and prints what quantization cost on the held-out rows, node by
+# (models/*.onnx and models/data/ come from scripts/train_models.py, the ONNX-ML ones from
+# scripts/train_trees.py; digits_cnn_qdq.onnx from scripts/make_qdq_model.py), and prints what quantization cost on the held-out rows, node by
 # node. Deterministic: rerunning changes no byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,17 @@ for name in digits_mlp digits_cnn digits_sensitive_cnn credit_mlp residual_mlp d
   $myelin compare "models/$name.onnx" "models/$name.myl" --input "models/data/${name}_test_x.npy" "${calib[@]}"
   case $name in
     diabetes_reg) ;;
+    *) $myelin eval "models/$name.myl" --input "models/data/${name}_test_x.npy" --labels "models/data/${name}_test_y.npy" ;;
+  esac
+done
+# ONNX-ML models of scripts/train_trees.py (tree ensembles, linear models, the MLP baseline),
+# with the default options; the regressors (diabetes_*) have no classes to count
+for name in breast_gbdt breast_rf breast_extra wine_hgb digits_gbdt diabetes_gbdt diabetes_rf breast_linear diabetes_linear breast_mlp breast_xgb breast_lgbm; do
+  calib=(--calib "models/data/${name}_calib.npy")
+  $myelin convert "models/$name.onnx" "${calib[@]}" -o "models/$name.myl"
+  $myelin compare "models/$name.onnx" "models/$name.myl" --input "models/data/${name}_test_x.npy" "${calib[@]}"
+  case $name in
+    diabetes_*) ;;
     *) $myelin eval "models/$name.myl" --input "models/data/${name}_test_x.npy" --labels "models/data/${name}_test_y.npy" ;;
   esac
 done

@@ -12,6 +12,7 @@ use myelin_cli::npy;
 use myelin_cli::store::DirStore;
 use myelin_precompile::abi::IMyelin;
 use myelin_precompile::input;
+use myelin_precompile::model::{Node, TreeNode};
 use myelin_precompile::{decode, gas, CallContext, Engine, Myelin, Outcome, ValidModel};
 
 #[derive(Parser)]
@@ -263,7 +264,7 @@ fn run(cli: Cli) -> Result<()> {
                 a.output_zero_point()
             );
             println!(
-                "{:>4}  {:<10} {:<10} {:<16} {:>12} {:>10}",
+                "{:>4}  {:<12} {:<10} {:<16} {:>12} {:>10}",
                 "node", "op", "inputs", "output", "MACs", "elems"
             );
             for (i, (n, c)) in m.nodes.iter().zip(&a.costs).enumerate() {
@@ -274,12 +275,23 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(",");
                 println!(
-                    "{i:>4}  {:<10} {inputs:<10} {:<16} {:>12} {:>10}",
+                    "{i:>4}  {:<12} {inputs:<10} {:<16} {:>12} {:>10}",
                     n.op_name(),
                     format!("{:?}", a.shapes[i + 1]),
                     c.macs,
                     c.elems
                 );
+                if let Node::TreeEnsemble(t) = n {
+                    let nodes: usize = t.trees.iter().map(|t| t.nodes.len()).sum();
+                    let splits = (t.trees.iter().flat_map(|t| &t.nodes))
+                        .filter(|n| matches!(n, TreeNode::Split { .. }))
+                        .count();
+                    println!(
+                        "      {} trees, {nodes} nodes ({splits} splits), depth {}",
+                        t.trees.len(),
+                        t.depth()
+                    );
+                }
             }
             println!(
                 "total     {} MACs, {} elementwise steps",

@@ -113,6 +113,18 @@ impl<'a> Rows<'a> {
         Ok(())
     }
 
+    /// The range of each element of the float input (each feature of a `[N, F]` input).
+    pub(super) fn feature_ranges(&self) -> Vec<(f64, f64)> {
+        let n: usize = self.sample_shape.iter().product();
+        let mut r = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
+        for row in self.data.chunks(self.x.row_len()) {
+            for ((lo, hi), &v) in r.iter_mut().zip(&row[..n]) {
+                (*lo, *hi) = (lo.min(v as f64), hi.max(v as f64));
+            }
+        }
+        r
+    }
+
     /// The rows as `model`'s inputs: quantized with its input quantization, ids after.
     pub(super) fn quantized(&self, model: &ValidModel) -> Result<Vec<Input>> {
         self.data

@@ -96,6 +96,24 @@ impl Node {
         }
     }
 
+    /// A list of floats: the `floats` attribute `key`, or the float tensor `key_as_tensor`
+    /// that later ONNX-ML opsets write instead.
+    pub fn floats(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        let tensor = format!("{key}_as_tensor");
+        match (self.attrs.get(key), self.attrs.get(&tensor)) {
+            (None, None) => Ok(None),
+            (Some(Attr::Floats(v)), None) => Ok(Some(v.clone())),
+            (None, Some(Attr::Tensor(t))) if matches!(t.data, ConstData::F32(_)) => {
+                Ok(Some(t.f32()))
+            }
+            (a, b) => bail!(
+                "{}: attribute `{key}` should be floats (or `{tensor}` a float tensor), found \
+                 {a:?} {b:?}",
+                self.describe()
+            ),
+        }
+    }
+
     pub fn ints(&self, key: &str) -> Result<Option<Vec<i64>>> {
         match self.attrs.get(key) {
             None => Ok(None),
@@ -135,6 +153,39 @@ impl Node {
             .get(i)
             .map(String::as_str)
             .filter(|s| !s.is_empty())
+    }
+}
+
+/// The domain of the ONNX-ML operators (tree ensembles, linear models, Scaler, ZipMap).
+const ML_DOMAIN: &str = "ai.onnx.ml";
+
+/// The graph output the model is converted for: the only one, or among several the only one
+/// that is not integer or string labels (a classifier's `label` next to its probabilities,
+/// whose branch [`Graph::prune`] then drops).
+fn graph_output(outputs: &[proto::ValueInfoProto]) -> Result<String> {
+    if let [only] = outputs {
+        return Ok(only.name.clone());
+    }
+    let is_label = |v: &&proto::ValueInfoProto| {
+        let elem = (v.r#type.as_ref())
+            .and_then(|t| t.tensor_type.as_ref())
+            .map(|t| t.elem_type);
+        matches!(
+            elem,
+            Some(data_type::INT64 | data_type::INT32 | data_type::STRING)
+        )
+    };
+    let values: Vec<&str> = (outputs.iter())
+        .filter(|v| !is_label(v))
+        .map(|v| v.name.as_str())
+        .collect();
+    match values[..] {
+        [one] => Ok(one.to_string()),
+        _ => bail!(
+            "expected one graph output besides integer or string labels; found {:?} among {:?}",
+            values,
+            outputs.iter().map(|v| &v.name).collect::<Vec<_>>()
+        ),
     }
 }
 
@@ -183,15 +234,22 @@ impl Graph {
 
     pub fn parse(bytes: &[u8]) -> Result<Graph> {
         let model = proto::ModelProto::decode(bytes).context("not a valid ONNX ModelProto")?;
-        let opset = model
-            .opset_import
-            .iter()
-            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-            .map(|o| o.version)
-            .ok_or_else(|| anyhow!("the model imports no ai.onnx opset"))?;
+        let imports = |domain: &str| {
+            (model.opset_import.iter())
+                .find(|o| o.domain == domain || (domain.is_empty() && o.domain == "ai.onnx"))
+                .map(|o| o.version)
+        };
         let g = model
             .graph
             .ok_or_else(|| anyhow!("the model has no graph"))?;
+        // A graph of ONNX-ML nodes alone (XGBoost's) imports no ai.onnx opset, and has no node
+        // that would read it.
+        let ml_only = imports(ML_DOMAIN).is_some() && g.node.iter().all(|n| n.domain == ML_DOMAIN);
+        let opset = match imports("") {
+            Some(v) => v,
+            None if ml_only => 0,
+            None => bail!("the model imports no ai.onnx opset"),
+        };
         let mut consts = HashMap::new();
         let mut uint8 = HashSet::new();
         for t in &g.initializer {
@@ -226,11 +284,7 @@ impl Graph {
             .iter()
             .map(|v| id_input(v))
             .collect::<Result<Vec<_>>>()?;
-        ensure!(
-            g.output.len() == 1,
-            "expected exactly one graph output, found {}",
-            g.output.len()
-        );
+        let output = graph_output(&g.output)?;
         let input = inputs[0].name.clone();
         let tt = inputs[0]
             .r#type
@@ -256,13 +310,13 @@ impl Graph {
                     .collect()
             })
             .unwrap_or_default();
-        let output = g.output[0].name.clone();
 
         let mut nodes = Vec::new();
         for (i, n) in g.node.iter().enumerate() {
             ensure!(
-                n.domain.is_empty() || n.domain == "ai.onnx",
-                "node `{}` ({}) is in domain `{}`; only the default ONNX domain is supported{}",
+                n.domain.is_empty() || n.domain == "ai.onnx" || n.domain == ML_DOMAIN,
+                "node `{}` ({}) is in domain `{}`; only the default ONNX domain and {ML_DOMAIN} \
+                 are supported{}",
                 n.name,
                 n.op_type,
                 n.domain,

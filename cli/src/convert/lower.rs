@@ -35,12 +35,14 @@ use super::float::{
     self, bn_affine, clip_bounds, reshape_target, softmax_is_last_axis, unary_fn, Scalar,
 };
 use super::graph::{Const, Graph, Node};
-use super::ops;
 use super::quant::{self, ActQuant};
+use super::{ml, ops};
 
 mod embedding;
+mod tree;
 pub(super) use embedding::lower_gather;
 use embedding::IdSlice;
+pub(super) use tree::lower_tree_ensemble;
 
 /// Calibrated `(min, max)` of every ONNX tensor, by name (f64: a QDQ model's range
 /// `[(qmin − z)·s, (qmax − z)·s]` then gives back its f32 scale `s` exactly).
@@ -155,6 +157,55 @@ enum Val {
     Act(Act),
     Pending(Pending),
     Chain(Chain),
+    Affine(Affine),
+}
+
+/// `a · x + c` per feature (the last axis) of the activation `x`, not emitted yet: a Scaler.
+/// A MatMul/Gemm by constant weights reading it folds it into its weights and bias, exactly
+/// (`W · (a·x + c) + b = (W·a) · x + (W·c + b)`), each reader its own copy; any other reader
+/// gets it as a diagonal Dense layer.
+#[derive(Clone)]
+struct Affine {
+    x: Act,
+    a: Vec<f64>,
+    c: Vec<f64>,
+    sources: Vec<String>,
+}
+
+impl Affine {
+    /// Folds the map into a layer reading it: `[channels][fan_in]` weights and their bias.
+    fn fold_into(&self, weights: &mut [f64], bias: &mut [f64]) {
+        let fan_in = self.a.len();
+        for (row, b) in weights.chunks_mut(fan_in).zip(bias) {
+            *b += row.iter().zip(&self.c).map(|(w, c)| w * c).sum::<f64>();
+            row.iter_mut().zip(&self.a).for_each(|(w, a)| *w *= a);
+        }
+    }
+
+    /// The map as a pending diagonal Dense layer computing the ONNX tensor `name`.
+    fn layer(self, name: &str) -> Pending {
+        let out_shape = self.x.shape.clone();
+        let layer = Layer {
+            kind: LayerKind::Dense,
+            input: self.x,
+            weights: diagonal(&self.a),
+            bias: self.c,
+            out_shape,
+        };
+        Pending {
+            op: PendingOp::Layer(layer),
+            name: name.to_string(),
+            sources: self.sources,
+        }
+    }
+}
+
+/// The `n × n` matrix with `a` on its diagonal: a per-feature scale as a Dense layer.
+fn diagonal(a: &[f64]) -> Vec<f64> {
+    let n = a.len();
+    let mut w = vec![0.0; n * n];
+    a.iter().enumerate().for_each(|(i, &v)| w[i * n + i] = v);
+    w
 }
 
 /// `f(x)` of one activation `x`, not emitted yet: a chain of elementwise ops whose only
@@ -271,13 +322,18 @@ pub(super) struct Lowerer<'a> {
     pre_activation: HashMap<usize, String>,
     /// A fused activation's output → the tensor it was fused onto.
     fused_onto: HashMap<String, String>,
+    /// The quantization of each feature of the model input, when it is quantized per feature
+    /// (tensor 0 is then plain int8 values, scale 1 and zero point 0, to the graph).
+    features: Option<Vec<ActQuant>>,
 }
 
-/// Lowers `graph` (whose tensors were calibrated into `ranges`) for inputs of `input_shape`
-/// (batch axis dropped), subtracting `bias_shift` from the biases of the layers it names.
+/// Lowers `graph` (whose tensors were calibrated into `ranges`, and the input's features
+/// into `feature_ranges` when rows were given) for inputs of `input_shape` (batch axis
+/// dropped), subtracting `bias_shift` from the biases of the layers it names.
 pub fn lower(
     graph: &Graph,
     ranges: &Ranges,
+    feature_ranges: &[(f64, f64)],
     input_shape: &[usize],
     bias_shift: &BiasShift,
 ) -> Result<Lowered> {
@@ -296,6 +352,7 @@ pub fn lower(
         tensors: HashMap::new(),
         pre_activation: HashMap::new(),
         fused_onto: HashMap::new(),
+        features: None,
     };
     for (k, input) in graph.id_inputs.iter().enumerate() {
         let slice = IdSlice {
@@ -308,20 +365,44 @@ pub fn lower(
         // Positions no table reads accept any id.
         l.limits.push(vec![u16::MAX; input.per_row]);
     }
-    let (lo, hi) = l.range(&graph.input)?;
-    let aq = quant::act_quant(lo, hi);
-    // The stored input scale is a fixed-point Scale: use exactly its value from here on.
-    let in_scale = Scale::from_f64(aq.scale)
-        .ok_or_else(|| anyhow!("input scale {} is not representable", aq.scale))?;
-    let input_q = ActQuant {
-        scale: in_scale.to_f64(),
-        zp: aq.zp,
+    let per_feature = match input_shape {
+        [f] if feature_ranges.len() == *f && folds_per_feature(graph) => {
+            let qs = (feature_ranges.iter())
+                .map(|&(lo, hi)| stored(quant::act_quant(lo, hi)))
+                .collect::<Result<Vec<_>>>()?;
+            // all equal: the per-tensor quantization says the same
+            Some(qs).filter(|qs| qs.windows(2).any(|p| p[0] != p[1]))
+        }
+        _ => None,
     };
-    let _ = writeln!(
-        l.report,
-        "input `{}` {:?}: calibrated range [{lo:.6}, {hi:.6}] -> scale {:.6e}, zero point {}",
-        graph.input, input_shape, input_q.scale, input_q.zp
-    );
+    let (input_quant, input_q) = match per_feature {
+        Some(qs) => {
+            let (quants, acts): (Vec<Quant>, Vec<ActQuant>) = qs.into_iter().unzip();
+            let _ = writeln!(
+                l.report,
+                "input `{}` {:?}: quantized per feature from its calibrated range, scales {}, \
+                 zero points {}..{}",
+                graph.input,
+                input_shape,
+                fmt_range(acts.iter().map(|q| q.scale)),
+                acts.iter().map(|q| q.zp).min().unwrap_or(0),
+                acts.iter().map(|q| q.zp).max().unwrap_or(0),
+            );
+            l.features = Some(acts);
+            (quants, ActQuant { scale: 1.0, zp: 0 })
+        }
+        None => {
+            let (lo, hi) = l.range(&graph.input)?;
+            let (quant, input_q) = stored(quant::act_quant(lo, hi))?;
+            let _ = writeln!(
+                l.report,
+                "input `{}` {:?}: calibrated range [{lo:.6}, {hi:.6}] -> scale {:.6e}, zero \
+                 point {}",
+                graph.input, input_shape, input_q.scale, input_q.zp
+            );
+            (vec![quant], input_q)
+        }
+    };
     l.set(
         &graph.input,
         Val::Act(Act {
@@ -356,10 +437,7 @@ pub fn lower(
     );
     let model = Model {
         input_shape: u32_shape(input_shape)?,
-        input_quant: vec![Quant {
-            scale: in_scale,
-            zero_point: input_q.zp,
-        }],
+        input_quant,
         output_scale,
         index_inputs: l
             .limits
@@ -375,6 +453,38 @@ pub fn lower(
         pre_activation: l.pre_activation,
         report: l.report,
     })
+}
+
+/// An input quantization as the model stores it (a fixed-point scale), and exactly that
+/// scale as the lowering uses it from then on.
+fn stored(aq: ActQuant) -> Result<(Quant, ActQuant)> {
+    let scale = Scale::from_f64(aq.scale)
+        .ok_or_else(|| anyhow!("input scale {} is not representable", aq.scale))?;
+    let quant = Quant {
+        scale,
+        zero_point: aq.zp,
+    };
+    Ok((
+        quant,
+        ActQuant {
+            scale: scale.to_f64(),
+            zp: aq.zp,
+        },
+    ))
+}
+
+/// Whether the model input is quantized per feature: when every node reading it takes each
+/// feature at its own scale and zero point exactly — a tree ensemble (each split compares
+/// one feature) or a Scaler (a per-feature affine map, which folds into the Dense layer
+/// after it or becomes a diagonal Dense, whose weight columns take the scales and whose bias
+/// takes the zero points). A feature then spans its own range, not the widest feature's.
+fn folds_per_feature(graph: &Graph) -> bool {
+    let mut readers = (graph.nodes.iter())
+        .filter(|n| n.inputs.contains(&graph.input))
+        .peekable();
+    graph.output != graph.input
+        && readers.peek().is_some()
+        && readers.all(|n| matches!(n.op.as_str(), "TreeEnsembleRegressor" | "Scaler"))
 }
 
 fn u32_shape(shape: &[usize]) -> Result<Vec<u32>> {
@@ -510,6 +620,11 @@ impl Lowerer<'_> {
                 self.set(name, Val::Act(a.clone()));
                 Ok(a)
             }
+            Some(Val::Affine(f)) => {
+                let a = self.materialize(f.layer(name), Activation::None)?;
+                self.set(name, Val::Act(a.clone()));
+                Ok(a)
+            }
             None if self.ids.contains_key(name) => bail!(
                 "`{name}` holds integer ids: only an embedding lookup (Gather of a constant \
                  table) can read them"
@@ -559,12 +674,21 @@ impl Lowerer<'_> {
         Ok(Chain::of(self.act(name)?))
     }
 
+    /// The input `name` of a MatMul/Gemm by constant weights, and the Scaler to fold into
+    /// the layer when `name` is one's output.
+    fn layer_input(&mut self, name: &str) -> Result<(Act, Option<Affine>)> {
+        if let Some(Val::Affine(f)) = self.vals.get(name) {
+            return Ok((f.x.clone(), Some(f.clone())));
+        }
+        Ok((self.act(name)?, None))
+    }
+
     /// The tensor id that `name` is, or is a pending chain of (`None` while pending).
     fn chain_base(&self, name: &str) -> Option<TensorId> {
         match self.vals.get(name)? {
             Val::Act(a) => Some(a.id),
             Val::Chain(c) => Some(c.x.id),
-            Val::Pending(_) => None,
+            Val::Pending(_) | Val::Affine(_) => None,
         }
     }
 
@@ -642,13 +766,31 @@ impl Lowerer<'_> {
                     layer.bias.iter_mut().zip(shift).for_each(|(b, d)| *b -= d);
                 }
                 self.pre_activation.insert(self.nodes.len(), pre);
-                let ql = quant::quantize_layer(
+                // A per-feature quantized input `s_j · (q_j − zp_j)`: the scales multiply the
+                // weight columns (against an input of scale 1), the zero points go into the
+                // bias once the weights are integers.
+                let features = self.features.as_ref().filter(|_| layer.input.id == 0);
+                if let Some(f) = features {
+                    ensure!(
+                        matches!(layer.kind, LayerKind::Dense),
+                        "internal error: a convolution of the per-feature quantized input"
+                    );
+                    for row in layer.weights.chunks_mut(f.len()) {
+                        row.iter_mut().zip(f).for_each(|(w, q)| *w *= q.scale);
+                    }
+                }
+                let mut ql = quant::quantize_layer(
                     &layer.weights,
                     &layer.bias,
                     layer.input.q.scale,
                     q.scale,
                 )
                 .with_context(|| format!("quantizing {source}"))?;
+                if let Some(f) = features {
+                    let zero_points: Vec<i8> = f.iter().map(|q| q.zp).collect();
+                    quant::fold_zero_points(&mut ql, &zero_points)
+                        .with_context(|| format!("quantizing {source}"))?;
+                }
                 let detail = format!(
                     "{:?} -> {:?}, out scale {:.4e} zp {}, act [{act_min}, {act_max}]{act_note}, \
                      weight scales {}, multipliers {}",
@@ -888,6 +1030,7 @@ pub(super) fn lower_identity(lowerer: &mut Lowerer<'_>, node: &Node, out: String
         }
         None => match lowerer.vals.get(name) {
             Some(Val::Chain(c)) => Val::Chain(c.clone()),
+            Some(Val::Affine(f)) => Val::Affine(f.clone()),
             _ => Val::Act(lowerer.act(name)?),
         },
     };
@@ -904,6 +1047,34 @@ pub(super) fn lower_dropout(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
 pub(super) fn lower_cast(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
     float::check_cast(node)?;
     lower_identity(lowerer, node, out)
+}
+
+/// Scaler: a pending per-feature affine map (see [`Affine`]).
+pub(super) fn lower_scaler(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
+    let x = lowerer.act(in0(node)?)?;
+    let (offset, scale) = ml::scaler_params(node, *x.shape.last().unwrap_or(&1))?;
+    // (x − offset) · scale
+    let a: Vec<f64> = scale.iter().map(|&s| s as f64).collect();
+    let c = (offset.iter().zip(&a))
+        .map(|(&o, s)| -(o as f64) * s)
+        .collect();
+    let f = Affine {
+        x,
+        a,
+        c,
+        sources: vec![node.name.clone()],
+    };
+    lowerer.set(&out, Val::Affine(f));
+    Ok(())
+}
+
+/// Normalizer divides each row by a norm of the row: no Myelin op computes that.
+pub(super) fn lower_normalizer(_: &mut Lowerer<'_>, node: &Node, _: String) -> Result<()> {
+    let (norm, by) = ml::normalizer_norm(node)?;
+    bail!(
+        "unsupported: Normalizer norm={norm} is not linear (it divides each row by its {by}); \
+         normalize the rows before the model"
+    )
 }
 
 /// Relu and Clip: the fused activation of a pending producer read only here, one more step
@@ -997,7 +1168,7 @@ pub(super) fn lower_softmax(lowerer: &mut Lowerer<'_>, node: &Node, out: String)
 
 pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) -> Result<()> {
     // transA = 1 is refused by `float::gemm`, which the load-time pass runs first
-    let x = lowerer.act(in0(node)?)?;
+    let (x, affine) = lowerer.layer_input(in0(node)?)?;
     ensure!(
         x.shape.len() == 1,
         "Gemm input must be [N, K]; got [N, {:?}]",
@@ -1051,13 +1222,31 @@ pub(super) fn lower_gemm(lowerer: &mut Lowerer<'_>, node: &Node, out: String) ->
         bias,
         out_shape: vec![n],
     };
+    pending_dense(lowerer, node, out, layer, affine);
+    Ok(())
+}
+
+/// Sets `out` to the pending Dense `layer` of `node`, with the Scaler `affine` before it
+/// folded in.
+fn pending_dense(
+    lowerer: &mut Lowerer<'_>,
+    node: &Node,
+    out: String,
+    mut layer: Layer,
+    affine: Option<Affine>,
+) {
+    let mut sources = Vec::new();
+    if let Some(f) = affine {
+        f.fold_into(&mut layer.weights, &mut layer.bias);
+        sources = f.sources;
+    }
+    sources.push(node.name.clone());
     let p = Pending {
         op: PendingOp::Layer(layer),
         name: out.clone(),
-        sources: vec![node.name.clone()],
+        sources,
     };
     lowerer.set(&out, Val::Pending(p));
-    Ok(())
 }
 
 /// MatMul by a constant `[K, N]` matrix: a Dense layer; of two activations: a MatMul node.
@@ -1066,7 +1255,7 @@ pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
     let Some(b) = lowerer.konst(bname).cloned() else {
         return lower_matmul_of_acts(lowerer, node, out, bname);
     };
-    let x = lowerer.act(in0(node)?)?;
+    let (x, affine) = lowerer.layer_input(in0(node)?)?;
     let r = b.dims.len();
     ensure!(
         r >= 2 && b.dims[..r - 2].iter().all(|&d| d == 1),
@@ -1093,12 +1282,7 @@ pub(super) fn lower_matmul(lowerer: &mut Lowerer<'_>, node: &Node, out: String) 
         bias: vec![0.0; n],
         out_shape,
     };
-    let p = Pending {
-        op: PendingOp::Layer(layer),
-        name: out.clone(),
-        sources: vec![node.name.clone()],
-    };
-    lowerer.set(&out, Val::Pending(p));
+    pending_dense(lowerer, node, out, layer, affine);
     Ok(())
 }
 
@@ -1187,6 +1371,7 @@ fn const_operand(
         Some(Val::Act(a)) => a.shape.len(),
         Some(Val::Chain(ch)) => ch.x.shape.len(),
         Some(Val::Pending(p)) => p.out_shape().len(),
+        Some(Val::Affine(f)) => f.x.shape.len(),
         None => bail!("tensor `{xname}` is not produced by any supported node"),
     };
     let scalar = (c.numel() == 1 && c.dims.len() <= x_rank + 1).then(|| c.f32()[0] as f64);
@@ -1361,11 +1546,7 @@ pub(super) fn lower_batch_norm(lowerer: &mut Lowerer<'_>, node: &Node, out: Stri
         a.len()
     );
     let (kind, weights) = match x.shape.len() {
-        1 => {
-            let mut w = vec![0.0; ch * ch];
-            (0..ch).for_each(|i| w[i * ch + i] = a[i]);
-            (LayerKind::Dense, w)
-        }
+        1 => (LayerKind::Dense, diagonal(&a)),
         2 | 3 => {
             let window = float::Window::unpadded([1, 1]);
             (

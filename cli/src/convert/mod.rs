@@ -1,18 +1,29 @@
 //! Post-training quantization of a float ONNX model (PyTorch export patterns; axes, pads and
-//! scales as attributes or constant inputs, whichever the opset uses) to a Myelin model
-//! (format v1, `docs/SPEC.md`).
+//! scales as attributes or constant inputs, whichever the opset uses; the ONNX-ML tree
+//! ensembles, linear models and preprocessing of scikit-learn, XGBoost and LightGBM exports)
+//! to a Myelin model (`docs/SPEC.md`; format v1 to v4, as the model's input needs).
 //!
-//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read); [`shape_fold`]
-//!    folds what is the same for every input (shape chains, constant subgraphs) and unrolls
-//!    LSTM/GRU ([`recurrent`]).
+//! 1. [`graph`] decodes the ONNX file ([`proto`] is the protobuf subset read), keeping the
+//!    nodes its one converted output depends on (a classifier's probabilities, not its label
+//!    branch); [`shape_fold`] rewrites ONNX-ML classifiers and regressors into their raw
+//!    scores and post-transform ([`ml`]), folds what is the same for every input (shape
+//!    chains, constant subgraphs) and unrolls LSTM/GRU ([`recurrent`]).
 //! 2. [`float`] runs the float graph on every calibration row and [`calibrate`] chooses the
 //!    range of every tensor (min/max, percentile or MSE-optimal clipping); a model already
 //!    quantized in the QDQ format brings its own scales ([`qdq`]) and needs no rows.
 //! 3. [`lower`] maps ONNX nodes to Myelin nodes (folding BatchNormalization and constant
 //!    biases and scales, fusing Relu/Clip, turning each chain of elementwise ops of one
-//!    tensor into one lookup table) and quantizes them with [`quant`]'s TFLite-style scheme.
-//!    With bias correction, [`calibrate`] then measures the mean error of every layer on
-//!    the calibration rows and the graph is lowered again with corrected biases.
+//!    tensor into one lookup table, folding a Scaler into the Dense after it, turning each
+//!    tree ensemble's float splits into exact int8 ones) and quantizes them with [`quant`]'s
+//!    TFLite-style scheme. With bias correction, [`calibrate`] then measures the mean error
+//!    of every layer on the calibration rows and the graph is lowered again with corrected
+//!    biases.
+//!
+//! The model input is quantized per tensor, from its calibrated range, except when only tree
+//! ensembles and Scalers read it: then each feature gets its own asymmetric int8 scale and
+//! zero point from its calibrated range (format v3), which the splits and the first Dense
+//! layer take in exactly, so that a feature of range 0..0.2 next to one of 0..4000 keeps
+//! its resolution.
 //! 4. The model is checked with `myelin_precompile::validate::validate` and round-tripped
 //!    through the canonical encoding.
 //!
@@ -29,6 +40,7 @@ pub mod float;
 pub mod graph;
 mod layers;
 mod lower;
+mod ml;
 mod ops;
 pub mod proto;
 mod qdq;
@@ -143,7 +155,9 @@ pub fn convert(
         None => Ranges::new(),
     };
     ranges.extend(fixed); // a QDQ model's own scales win
-    let lower_with = |shift: &BiasShift| lower::lower(&graph, &ranges, &sample_shape, shift);
+    let features = rows.as_ref().map_or(Vec::new(), Rows::feature_ranges);
+    let lower_with =
+        |shift: &BiasShift| lower::lower(&graph, &ranges, &features, &sample_shape, shift);
     let validate = |l: &lower::Lowered| {
         validate::validate(l.model.clone()).map_err(|e| explain(e, &l.model, &l.sources))
     };

@@ -25,6 +25,14 @@
 //! rewrites them into ops of this table, so that the float interpreter and the lowering see
 //! the same computation. The Gathers left are those of integer ids (an embedding lookup, a
 //! selection of id columns: see `lower::lower_gather`).
+//!
+//! ONNX-ML ([`ml`]): TreeEnsembleClassifier, LinearClassifier and LinearRegressor have no row
+//! either: the load-time pass rewrites each into the op computing its raw scores (a
+//! TreeEnsembleRegressor, a Gemm) and its post-transform (Sigmoid, Softmax), so that the raw
+//! scores have a calibrated range of their own. TreeEnsembleRegressor is one Myelin
+//! TreeEnsemble (`lower::lower_tree_ensemble`); Scaler is a per-feature affine map that folds
+//! into the Dense after it; ZipMap is the identity on its probabilities; Normalizer is
+//! evaluated but refused by the lowering (no norm is linear).
 
 use anyhow::{anyhow, Result};
 
@@ -32,7 +40,7 @@ use super::float::{self, Env, Runner, Tensor};
 use super::graph::Node;
 use super::lower::{self, Lowerer};
 use super::qdq;
-use super::{recurrent, shape_fold};
+use super::{ml, recurrent, shape_fold};
 
 /// How the converter handles one ONNX op type.
 pub(super) struct OnnxOp {
@@ -297,6 +305,26 @@ const OPS: &[OnnxOp] = &[
         lower: lower::lower_cast,
     },
     OnnxOp {
+        name: "TreeEnsembleRegressor",
+        eval: ml::eval_tree_ensemble,
+        lower: lower::lower_tree_ensemble,
+    },
+    OnnxOp {
+        name: "Scaler",
+        eval: ml::eval_scaler,
+        lower: lower::lower_scaler,
+    },
+    OnnxOp {
+        name: "Normalizer",
+        eval: ml::eval_normalizer,
+        lower: lower::lower_normalizer,
+    },
+    OnnxOp {
+        name: "ZipMap",
+        eval: float::eval_identity,
+        lower: lower::lower_identity,
+    },
+    OnnxOp {
         name: "QuantizeLinear",
         eval: qdq::eval_quantize,
         lower: lower::lower_identity,
@@ -324,6 +352,9 @@ pub(super) fn find(node: &Node) -> Result<&'static OnnxOp> {
 /// removes.
 fn supported() -> String {
     let rows = OPS.iter().map(|op| op.name);
-    let folded = shape_fold::OPS.iter().chain(recurrent::OPS).copied();
+    let folded = (shape_fold::OPS.iter())
+        .chain(recurrent::OPS)
+        .chain(ml::OPS)
+        .copied();
     rows.chain(folded).collect::<Vec<_>>().join(", ")
 }

@@ -127,6 +127,30 @@ pub fn quantize_layer(weights: &[f64], bias: &[f64], s_in: f64, s_out: f64) -> R
     Ok(out)
 }
 
+/// Folds the zero points of a layer's input columns into its bias, for an input whose
+/// tensor zero point (which the integer layer subtracts) is 0 while each column has its own
+/// (a model input quantized per feature): `Σ w·(q − zp) + b = Σ w·q + (b − Σ w·zp)`, exact in
+/// integers.
+pub fn fold_zero_points(layer: &mut QuantLayer, zero_points: &[i8]) -> Result<()> {
+    let fan_in = zero_points.len();
+    for (o, (row, b)) in layer
+        .weights
+        .chunks(fan_in)
+        .zip(&mut layer.bias)
+        .enumerate()
+    {
+        let shift: i64 = row
+            .iter()
+            .zip(zero_points)
+            .map(|(&w, &z)| w as i64 * z as i64)
+            .sum();
+        *b = i32::try_from(*b as i64 - shift).map_err(|_| {
+            anyhow::anyhow!("channel {o}: the bias with the input zero points is beyond int32")
+        })?;
+    }
+    Ok(())
+}
+
 /// The step `s = max|w| / 127` of a symmetric per-tensor int8 grid, if every weight is a whole
 /// number of steps (to within the f32 rounding of `k · s`, far below half a step). Trained
 /// float weights never are; weights dequantized from a per-tensor int8 tensor always are.

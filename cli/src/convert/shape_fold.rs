@@ -17,6 +17,8 @@
 //! - **Gather of an activation** by a constant scalar index (`x[:, 3]`) becomes a Slice and a
 //!   Squeeze of that axis; by a contiguous range of indices, a Slice.
 //! - **LSTM and GRU** are unrolled ([`recurrent`]).
+//! - **ONNX-ML classifiers and regressors** become the op computing their raw scores and
+//!   their post-transform ([`ml`]), first.
 //!
 //! Shapes come from running the graph on one all-zero sample while it is rewritten (each
 //! node with its row in [`ops`]): axis 0 of every activation is the batch axis.
@@ -29,7 +31,7 @@ use super::float::{self, Env, Runner, Tensor};
 use super::graph::{Attr, Const, ConstData, Graph, Node};
 use super::ops;
 use super::proto::data_type;
-use super::recurrent;
+use super::{ml, recurrent};
 
 /// The op types this pass removes, besides [`recurrent::OPS`] (for the unsupported-op error).
 pub(super) const OPS: &[&str] = &["Shape", "ConstantOfShape", "Expand"];
@@ -105,6 +107,7 @@ fn norm_axis(node: &Node, axis: i64, rank: usize) -> Result<usize> {
 /// Rewrites `graph` (see the module documentation) for samples of `sample_shape` (batch
 /// axis dropped).
 pub fn fold(graph: &Graph, sample_shape: &[usize]) -> Result<Graph> {
+    let graph = &ml::expand(graph)?;
     let plan = recurrent::plan(graph)?;
     let mut f = Folder {
         out: Graph {
