@@ -5,7 +5,7 @@
 # node. Deterministic: rerunning changes no byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p myelin-cli --bin myelin
+cargo build --release -q --workspace --bin myelin  # whole-workspace features: no rebuild of what the tests built
 myelin=target/release/myelin
 # The models shipped before bias correction keep their bytes (and ids): with it, digits_mlp
 # loses one held-out row and diabetes_reg's largest error grows, so it is off for them.
