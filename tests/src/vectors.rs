@@ -32,6 +32,16 @@ pub struct Case {
     pub inputs: Vec<Vec<i8>>,
 }
 
+/// A case named `name` (the submodules' hand-made models).
+fn case(name: &str, covers: &'static str, model: Model, inputs: Vec<Vec<i8>>) -> Case {
+    Case {
+        name: name.into(),
+        covers,
+        model,
+        inputs,
+    }
+}
+
 /// Bytes that must be rejected, and the check that must reject them (checked when the
 /// vectors are built, so each vector keeps testing the rule it was written for).
 pub struct Rejection {

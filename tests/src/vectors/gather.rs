@@ -41,15 +41,6 @@ fn call_input(values: Vec<i8>, ids: &[&[u16]]) -> Vec<i8> {
     input::encode(&x).into_iter().map(|b| b as i8).collect()
 }
 
-fn case(name: &str, covers: &'static str, model: Model, inputs: Vec<Vec<i8>>) -> Case {
-    Case {
-        name: name.into(),
-        covers,
-        model,
-        inputs,
-    }
-}
-
 pub fn cases() -> Vec<Case> {
     // An embedding table of 300 rows: ids above 255 need both bytes.
     let big = indexed(vec![1], &[&[300, 300]], vec![gather(0, 0, 2, 300, 3, -7)]);

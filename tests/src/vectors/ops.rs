@@ -83,15 +83,6 @@ const COPY: Requant = Requant {
     shift: 1,
 };
 
-fn case(name: &str, covers: &'static str, model: Model, inputs: Vec<Vec<i8>>) -> Case {
-    Case {
-        name: name.into(),
-        covers,
-        model,
-        inputs,
-    }
-}
-
 pub fn cases() -> Vec<Case> {
     vec![
         // Transpose

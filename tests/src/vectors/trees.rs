@@ -87,15 +87,6 @@ fn around(t: i8, f: usize) -> Vec<Vec<i8>> {
         .collect()
 }
 
-fn case(name: &str, covers: &'static str, model: Model, inputs: Vec<Vec<i8>>) -> Case {
-    Case {
-        name: name.into(),
-        covers,
-        model,
-        inputs,
-    }
-}
-
 /// A chain of `depth` splits on feature 0 at thresholds −122, −114, … (each right child the
 /// next split), its leaves numbered by depth.
 fn chain(depth: usize) -> Tree {
