@@ -159,6 +159,91 @@ fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
     assert_eq!(got, expected);
 }
 
+/// A model quantized per feature (format v3): `inferFixed` quantizes input value `i` with
+/// feature `i mod F`'s scale and zero point (SPEC §6), and `modelInfo` lists them.
+#[test]
+fn infer_fixed_quantizes_each_feature_with_its_own() {
+    let mut rng = Rng::new(3);
+    let model = (0..)
+        .map(|_| random::tree_model(&mut rng))
+        .find(|m| m.input_shape.len() == 2)
+        .expect("some tree models have several rows");
+    let bytes = encode(&model);
+    assert_eq!(bytes[4], 3, "a per-feature model is version 3");
+    let (m, mut host) = (Myelin::new(4), MemHost::default());
+    call(
+        &m,
+        &mut host,
+        &IMyelin::publishModelCall {
+            model: bytes.clone().into(),
+        }
+        .abi_encode(),
+    );
+    let id = keccak256(&bytes);
+    let valid = decode(&bytes).unwrap();
+    let n = valid.analysis().input_len() as i64;
+    let x: Vec<I256> = (0..n)
+        .map(|i| I256::try_from((i * 7919 % 201 - 100) * 37_000).unwrap())
+        .collect();
+    let (_, out) = call(
+        &m,
+        &mut host,
+        &IMyelin::inferFixedCall {
+            id,
+            input: x.clone(),
+            decimals: 6,
+        }
+        .abi_encode(),
+    );
+    let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
+    let per_feature: Vec<i8> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| fixed::quantize(v, 6, valid.model().element_quant(i)))
+        .collect();
+    let first_only: Vec<i8> = x
+        .iter()
+        .map(|&v| fixed::quantize(v, 6, valid.model().input_quant[0]))
+        .collect();
+    assert_ne!(
+        per_feature, first_only,
+        "the features' quantizations matter here"
+    );
+    let oq = myelin_precompile::model::Quant {
+        scale: valid.model().output_scale,
+        zero_point: valid.analysis().output_zero_point(),
+    };
+    let expected: Vec<I256> = Engine::new(valid.clone())
+        .run(&per_feature)
+        .into_iter()
+        .map(|y| fixed::dequantize(y, 6, oq))
+        .collect();
+    assert_eq!(got, expected);
+
+    let (_, out) = call(&m, &mut host, &IMyelin::modelInfoCall { id }.abi_encode());
+    let info = IMyelin::modelInfoCall::abi_decode_returns(&out).unwrap();
+    let listed: Vec<(i32, i8, i8)> = info
+        .inputFeatures
+        .iter()
+        .map(|q| (q.scaleMult, q.scaleShift, q.zeroPoint))
+        .collect();
+    let quants: Vec<(i32, i8, i8)> = valid
+        .model()
+        .input_quant
+        .iter()
+        .map(|q| (q.scale.mult, q.scale.shift, q.zero_point))
+        .collect();
+    assert_eq!(listed, quants);
+    assert_eq!(
+        (
+            info.input.scaleMult,
+            info.input.scaleShift,
+            info.input.zeroPoint
+        ),
+        (0, 0, 0)
+    );
+}
+
 #[test]
 fn out_of_gas_before_any_work() {
     let (m, mut host, model, id) = published(7);
