@@ -696,29 +696,6 @@ fn families() -> Vec<Family> {
     ]
 }
 
-/// A tree of `depth` splits on its longest path: complete down to `full` levels, then a
-/// chain down its leftmost path; leaves hold `width` values.
-fn tree_of(rng: &mut Rng, features: u32, depth: u32, full: u32, target: u16, width: usize) -> Tree {
-    let mut nodes = Vec::new();
-    // (depth of the subtree's root, whether it is on the leftmost path)
-    let mut pending = vec![(0u32, true)];
-    while let Some((d, leftmost)) = pending.pop() {
-        if d < full.min(depth) || (leftmost && d < depth) {
-            nodes.push(TreeNode::Split {
-                feature: rng.range(0, features as i64 - 1) as u16,
-                threshold: rng.range(-100, 100) as i8,
-            });
-            pending.push((d + 1, false));
-            pending.push((d + 1, leftmost));
-        } else {
-            nodes.push(TreeNode::Leaf(
-                (0..width).map(|_| rng.range(-1000, 1000) as i32).collect(),
-            ));
-        }
-    }
-    Tree { target, nodes }
-}
-
 /// Tree-ensemble knobs: rows, features, trees, depth, complete levels, outputs, leaves for
 /// every output or one, ensembles reading the input. Trees are cut to keep the model within
 /// the 16 MiB limit.

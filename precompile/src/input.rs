@@ -87,7 +87,8 @@ pub fn decode(m: &ValidModel, bytes: &[u8]) -> Result<Input, InputError> {
 }
 
 /// An `inferFixed` input: fixed-point values with `decimals` decimals quantized with the
-/// model's input quantization, each feature with its own if it has one per feature (SPEC §6), then ids as plain integers.
+/// model's input quantization, each feature with its own if it has one per feature (SPEC §6),
+/// then ids as plain integers.
 pub fn from_fixed(m: &ValidModel, input: &[I256], decimals: u8) -> Result<Input, InputError> {
     check_len(fixed_len(m), input.len())?;
     let (values, rest) = input.split_at(m.analysis().input_len());

@@ -85,13 +85,18 @@ pub struct IndexInput {
     pub limits: Vec<u16>,
 }
 
+/// The quantization of a whole input tensor, if `input_quant` is one (not per feature).
+pub fn tensor_quant(input_quant: &[Quant]) -> Option<Quant> {
+    match input_quant {
+        [q] => Some(*q),
+        _ => None,
+    }
+}
+
 impl Model {
     /// The quantization of the whole input tensor, if it has one (not per feature).
     pub fn tensor_quant(&self) -> Option<Quant> {
-        match self.input_quant.as_slice() {
-            [q] => Some(*q),
-            _ => None,
-        }
+        tensor_quant(&self.input_quant)
     }
 
     /// Quantization of element `i` of the (row-major) input.

@@ -545,17 +545,19 @@ fn quantization(q: crate::model::Quant) -> IMyelin::Quantization {
 /// `modelInfo`'s answer for a prepared model of `size` bytes.
 pub fn model_info(engine: &Engine, size: usize) -> IMyelin::ModelInfo {
     let (m, a) = (engine.model(), engine.analysis());
+    // Per-feature models report all zeros as `input` and list the features.
+    let (input, features) = match m.tensor_quant() {
+        Some(q) => (quantization(q), Vec::new()),
+        None => (
+            IMyelin::Quantization::default(),
+            m.input_quant.iter().copied().map(quantization).collect(),
+        ),
+    };
     IMyelin::ModelInfo {
         inputShape: a.shapes[0].clone(),
         outputShape: a.output_shape().to_vec(),
-        input: quantization(m.tensor_quant().unwrap_or(crate::model::Quant {
-            scale: crate::model::Scale { mult: 0, shift: 0 },
-            zero_point: 0,
-        })),
-        inputFeatures: match m.tensor_quant() {
-            Some(_) => Vec::new(),
-            None => m.input_quant.iter().copied().map(quantization).collect(),
-        },
+        input,
+        inputFeatures: features,
         output: quantization(crate::model::Quant {
             scale: m.output_scale,
             zero_point: a.output_zero_point(),

@@ -390,23 +390,20 @@ impl Validator {
         n_nodes: usize,
     ) -> Result<Self, ModelError> {
         check_shape(AT_HEADER, input_shape)?;
-        let tensor_quant = match input_quant {
-            [q] => Some(*q),
-            _ => {
-                let features = *input_shape.last().unwrap_or(&0) as usize;
-                check_feature_count(features)?;
-                if input_quant.len() != features {
-                    return Err(not_encodable(
-                        AT_HEADER,
-                        format!(
-                            "{} input quantizations for {features} features",
-                            input_quant.len()
-                        ),
-                    ));
-                }
-                None
+        let tensor_quant = tensor_quant(input_quant);
+        if tensor_quant.is_none() {
+            let features = *input_shape.last().unwrap_or(&0) as usize;
+            check_feature_count(features)?;
+            if input_quant.len() != features {
+                return Err(not_encodable(
+                    AT_HEADER,
+                    format!(
+                        "{} input quantizations for {features} features",
+                        input_quant.len()
+                    ),
+                ));
             }
-        };
+        }
         for q in input_quant {
             check_io_scale(q.scale)?;
         }

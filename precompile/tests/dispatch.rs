@@ -6,6 +6,7 @@ use alloy_sol_types::SolCall;
 use myelin_precompile::abi::IMyelin;
 use myelin_precompile::memhost::MemHost;
 use myelin_precompile::random::{self, Rng};
+use myelin_precompile::validate::ValidModel;
 use myelin_precompile::{decode, encode, fixed, gas, CallContext, Engine, Myelin, Outcome};
 
 const CTX: CallContext = CallContext {
@@ -124,39 +125,43 @@ fn batch_charges_one_load_and_one_inference_per_input() {
     );
 }
 
+/// `inferFixed(id, x, 6)` through the precompile.
+fn infer_fixed(m: &Myelin, host: &mut MemHost, id: B256, x: &[I256]) -> Vec<I256> {
+    let data = IMyelin::inferFixedCall {
+        id,
+        input: x.to_vec(),
+        decimals: 6,
+    }
+    .abi_encode();
+    let (_, out) = call(m, host, &data);
+    IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap()
+}
+
+/// The engine's output for the int8 input `q`, dequantized to 6 decimals (SPEC §6).
+fn engine_fixed(valid: &ValidModel, q: &[i8]) -> Vec<I256> {
+    let oq = myelin_precompile::model::Quant {
+        scale: valid.model().output_scale,
+        zero_point: valid.analysis().output_zero_point(),
+    };
+    Engine::new(valid.clone())
+        .run(q)
+        .into_iter()
+        .map(|y| fixed::dequantize(y, 6, oq))
+        .collect()
+}
+
 #[test]
 fn infer_fixed_quantizes_and_dequantizes_by_the_spec() {
     let (m, mut host, model, id) = published(6);
     let valid = decode(&model).unwrap();
-    let a = valid.analysis().clone();
-    let x: Vec<I256> = (0..a.input_len() as i64)
+    let x: Vec<I256> = (0..valid.analysis().input_len() as i64)
         .map(|i| I256::try_from(i * 1_000_000 - 3_000_000).unwrap())
         .collect();
-    let (_, out) = call(
-        &m,
-        &mut host,
-        &IMyelin::inferFixedCall {
-            id,
-            input: x.clone(),
-            decimals: 6,
-        }
-        .abi_encode(),
-    );
-    let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
     let q: Vec<i8> = x
         .iter()
         .map(|&v| fixed::quantize(v, 6, valid.model().input_quant[0]))
         .collect();
-    let oq = myelin_precompile::model::Quant {
-        scale: valid.model().output_scale,
-        zero_point: a.output_zero_point(),
-    };
-    let expected: Vec<I256> = Engine::new(valid)
-        .run(&q)
-        .into_iter()
-        .map(|y| fixed::dequantize(y, 6, oq))
-        .collect();
-    assert_eq!(got, expected);
+    assert_eq!(infer_fixed(&m, &mut host, id, &x), engine_fixed(&valid, &q));
 }
 
 /// A model quantized per feature (format v3): `inferFixed` quantizes input value `i` with
@@ -185,17 +190,6 @@ fn infer_fixed_quantizes_each_feature_with_its_own() {
     let x: Vec<I256> = (0..n)
         .map(|i| I256::try_from((i * 7919 % 201 - 100) * 37_000).unwrap())
         .collect();
-    let (_, out) = call(
-        &m,
-        &mut host,
-        &IMyelin::inferFixedCall {
-            id,
-            input: x.clone(),
-            decimals: 6,
-        }
-        .abi_encode(),
-    );
-    let got = IMyelin::inferFixedCall::abi_decode_returns(&out).unwrap();
     let per_feature: Vec<i8> = x
         .iter()
         .enumerate()
@@ -209,16 +203,10 @@ fn infer_fixed_quantizes_each_feature_with_its_own() {
         per_feature, first_only,
         "the features' quantizations matter here"
     );
-    let oq = myelin_precompile::model::Quant {
-        scale: valid.model().output_scale,
-        zero_point: valid.analysis().output_zero_point(),
-    };
-    let expected: Vec<I256> = Engine::new(valid.clone())
-        .run(&per_feature)
-        .into_iter()
-        .map(|y| fixed::dequantize(y, 6, oq))
-        .collect();
-    assert_eq!(got, expected);
+    assert_eq!(
+        infer_fixed(&m, &mut host, id, &x),
+        engine_fixed(&valid, &per_feature)
+    );
 
     let (_, out) = call(&m, &mut host, &IMyelin::modelInfoCall { id }.abi_encode());
     let info = IMyelin::modelInfoCall::abi_decode_returns(&out).unwrap();

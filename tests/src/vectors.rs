@@ -32,6 +32,16 @@ pub struct Case {
     pub inputs: Vec<Vec<i8>>,
 }
 
+/// The rejection of `model`'s encoding by `rule` (the submodules' in-memory models).
+fn rejection(name: &'static str, covers: &'static str, model: Model, rule: Code) -> Rejection {
+    Rejection {
+        name,
+        covers,
+        bytes: encode(&model),
+        rule,
+    }
+}
+
 /// A case named `name` (the submodules' hand-made models).
 fn case(name: &str, covers: &'static str, model: Model, inputs: Vec<Vec<i8>>) -> Case {
     Case {

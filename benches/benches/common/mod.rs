@@ -151,6 +151,36 @@ pub fn clamp(input: TensorId) -> Node {
     })
 }
 
+/// A tree of `depth` splits on its longest path: complete down to `full` levels, then a
+/// chain down its leftmost path; leaves hold `width` values.
+pub fn tree_of(
+    rng: &mut Rng,
+    features: u32,
+    depth: u32,
+    full: u32,
+    target: u16,
+    width: usize,
+) -> Tree {
+    let mut nodes = Vec::new();
+    // (depth of the subtree's root, whether it is on the leftmost path)
+    let mut pending = vec![(0u32, true)];
+    while let Some((d, leftmost)) = pending.pop() {
+        if d < full.min(depth) || (leftmost && d < depth) {
+            nodes.push(TreeNode::Split {
+                feature: rng.range(0, features as i64 - 1) as u16,
+                threshold: rng.range(-100, 100) as i8,
+            });
+            pending.push((d + 1, false));
+            pending.push((d + 1, leftmost));
+        } else {
+            nodes.push(TreeNode::Leaf(
+                (0..width).map(|_| rng.range(-1000, 1000) as i32).collect(),
+            ));
+        }
+    }
+    Tree { target, nodes }
+}
+
 /// A TreeEnsemble of `trees` complete trees of depth `depth` over `features` features, each
 /// tree adding to output `t mod outputs`, with random splits and small leaves.
 pub fn forest(
@@ -163,23 +193,14 @@ pub fn forest(
 ) -> Node {
     let trees = (0..trees)
         .map(|t| {
-            let mut nodes = Vec::new();
-            let mut pending = vec![0u32];
-            while let Some(d) = pending.pop() {
-                if d < depth {
-                    nodes.push(TreeNode::Split {
-                        feature: rng.range(0, features as i64 - 1) as u16,
-                        threshold: rng.range(-100, 100) as i8,
-                    });
-                    pending.extend([d + 1, d + 1]);
-                } else {
-                    nodes.push(TreeNode::Leaf(vec![rng.range(-1000, 1000) as i32]));
-                }
-            }
-            Tree {
-                target: (t % outputs as usize) as u16,
-                nodes,
-            }
+            tree_of(
+                rng,
+                features,
+                depth,
+                depth,
+                (t % outputs as usize) as u16,
+                1,
+            )
         })
         .collect();
     Node::TreeEnsemble(TreeEnsemble {

@@ -1,9 +1,9 @@
-//! TreeEnsemble (SPEC §3.22, tag 0x17): gradient-boosted trees and random forests over the
+//! TreeEnsemble (SPEC §3.2, tag 0x17): gradient-boosted trees and random forests over the
 //! last axis of an int8 tensor, for regression and classification.
 //!
 //! Each split compares one quantized feature with an int8 threshold, `x[feature] ≤
 //! threshold` going left; the converter turns a float threshold and ONNX-ML's comparison
-//! mode into that one integer comparison, exact for every int8 input (SPEC §3.22). Each leaf
+//! mode into that one integer comparison, exact for every int8 input (SPEC §3.2). Each leaf
 //! adds int32 values, at one fixed accumulator scale, to one output (the tree's target) or to
 //! all of them; the sums start from per-output base values and are requantized to int8 like a
 //! Dense layer's accumulators. A post-transform (logistic, softmax) is a following Lut or
@@ -75,14 +75,19 @@ pub struct TreeEnsemble {
     pub trees: Vec<Tree>,
 }
 
+/// Values each leaf of a tree with `target` holds: one, or one per output.
+fn leaf_width(target: u16, outputs: u16) -> usize {
+    if target == ALL_OUTPUTS {
+        outputs as usize
+    } else {
+        1
+    }
+}
+
 impl Tree {
     /// Values each leaf of this tree holds.
     pub fn width(&self, outputs: u16) -> usize {
-        if self.target == ALL_OUTPUTS {
-            outputs as usize
-        } else {
-            1
-        }
+        leaf_width(self.target, outputs)
     }
 
     /// The tree's depth (splits on its longest path; 0 for a single leaf), or `None` unless
@@ -123,7 +128,7 @@ impl Tree {
         children
     }
 
-    /// The leaf row `x` reaches: plain SPEC §3.22 on one row.
+    /// The leaf row `x` reaches: plain SPEC §3.2 on one row.
     fn leaf(&self, x: &[i8]) -> &[i32] {
         let mut i = 0;
         loop {
@@ -273,14 +278,9 @@ impl Op for TreeEnsemble {
         for _ in 0..count {
             let target = r.u16()?;
             check_target(r.node(), target, outputs)?;
-            let width = if target == ALL_OUTPUTS {
-                outputs as usize
-            } else {
-                1
-            };
             trees.push(Tree {
                 target,
-                nodes: read_nodes(r, width)?,
+                nodes: read_nodes(r, leaf_width(target, outputs))?,
             });
         }
         Ok(TreeEnsemble {
@@ -577,11 +577,7 @@ impl TreeEnsemble {
                 } else {
                     rng.range(0, outputs as i64 - 1) as u16
                 };
-                let width = if target == ALL_OUTPUTS {
-                    outputs as usize
-                } else {
-                    1
-                };
+                let width = leaf_width(target, outputs);
                 let depth_limit = rng.range(0, 6) as u32;
                 let mut nodes = Vec::new();
                 let mut pending = vec![0u32];

@@ -108,12 +108,6 @@ pub fn cases() -> Vec<Case> {
 }
 
 pub fn rejections() -> Vec<Rejection> {
-    let r = |name, covers, model: Model, rule| Rejection {
-        name,
-        covers,
-        bytes: encode(&model),
-        rule,
-    };
     let one = |limits: &[&[u16]], node: Node| indexed(vec![1], limits, vec![node]);
     let mut v2_empty = encode(&model(vec![1], 0, vec![gather(0, 0, 1, 1, 1, 0)]));
     v2_empty[4] = 2;
@@ -127,49 +121,49 @@ pub fn rejections() -> Vec<Rejection> {
             bytes: v2_empty,
             rule: Code::BadIndexInputs,
         },
-        r(
+        rejection(
             "reject_index_inputs_9",
             "nine index inputs",
             one(&[&[2u16][..]; 9], gather(0, 0, 1, 2, 1, 0)),
             Code::BadIndexInputs,
         ),
-        r(
+        rejection(
             "reject_index_input_too_long",
             "an index input of 1025 ids",
             one(&[&[2u16; 1025][..]], gather(0, 0, 1, 2, 1, 0)),
             Code::BadIndexInputs,
         ),
-        r(
+        rejection(
             "reject_index_limit_0",
             "an id limit of 0",
             one(&[&[2, 0]], gather(0, 0, 1, 2, 1, 0)),
             Code::BadIndexInputs,
         ),
-        r(
+        rejection(
             "reject_gather_missing_input",
             "Gather of index input 1 of a model with one",
             one(&[&[2]], gather(1, 0, 1, 2, 1, 0)),
             Code::BadIndexRead,
         ),
-        r(
+        rejection(
             "reject_gather_past_end",
             "Gather of ids 1..3 of an input of 2",
             one(&[&[2, 2]], gather(0, 1, 2, 2, 1, 0)),
             Code::BadIndexRead,
         ),
-        r(
+        rejection(
             "reject_gather_in_v1",
             "Gather in a model without index inputs",
             model(vec![1], 0, vec![gather(0, 0, 1, 2, 1, 0)]),
             Code::BadIndexRead,
         ),
-        r(
+        rejection(
             "reject_gather_table_too_small",
             "a 4-row table for ids of limit 5",
             one(&[&[5]], gather(0, 0, 1, 4, 2, 0)),
             Code::TableTooSmall,
         ),
-        r(
+        rejection(
             "reject_gather_dim_0",
             "a table of width 0",
             one(&[&[1]], gather(0, 0, 1, 1, 0, 0)),

@@ -361,12 +361,6 @@ pub fn cases() -> Vec<Case> {
 }
 
 pub fn rejections() -> Vec<Rejection> {
-    let r = |name, covers, model: Model, rule| Rejection {
-        name,
-        covers,
-        bytes: encode(&model),
-        rule,
-    };
     let one = |nodes: Vec<Tree>, outputs: u16| {
         featured(
             vec![2],
@@ -390,49 +384,49 @@ pub fn rejections() -> Vec<Rejection> {
     let mut all_equal = one(vec![stump(0)], 1);
     all_equal.input_quant = vec![feature_quants(1)[0]; 2];
     vec![
-        r(
+        rejection(
             "reject_feature_quant_one_feature",
             "version 3 with an input of one feature (version 1 is its encoding)",
             one_feature,
             Code::FeatureQuantNotCanonical,
         ),
-        r(
+        rejection(
             "reject_feature_quant_all_equal",
             "version 3 whose per-feature quantizations are all equal",
             all_equal,
             Code::FeatureQuantNotCanonical,
         ),
-        r(
+        rejection(
             "reject_tree_none",
             "a TreeEnsemble of no trees",
             one(vec![], 1),
             Code::BadTree,
         ),
-        r(
+        rejection(
             "reject_tree_target",
             "a tree adding to output 2 of 2",
             one(vec![tree(2, vec![leaf(&[1])])], 2),
             Code::BadTree,
         ),
-        r(
+        rejection(
             "reject_tree_every_output_of_one",
             "a tree adding to every output of a one-output ensemble (target 0 is its encoding)",
             one(vec![tree(ALL_OUTPUTS, vec![leaf(&[1])])], 1),
             Code::BadTree,
         ),
-        r(
+        rejection(
             "reject_tree_feature",
             "a split on feature 2 of a two-feature input",
             one(vec![tree(0, vec![split(2, 0), leaf(&[1]), leaf(&[2])])], 1),
             Code::BadFeature,
         ),
-        r(
+        rejection(
             "reject_tree_too_deep",
             "a chain of 33 splits",
             one(vec![chain(33)], 1),
             Code::TreeTooDeep,
         ),
-        r(
+        rejection(
             "reject_tree_overflow",
             "leaf sums one past the int32 overflow bound",
             featured(
