@@ -4,7 +4,7 @@
 //! each window's positions inside the map, both inside burn through the backend extension
 //! (`host.rs`); the other operators requantize with whole-tensor int64 arithmetic. No kernel
 //! materialises padding beyond what gas (`cost.rs`) counts. Nothing here depends on thread
-//! count or CPU: integer sums are exact in any order, and validation proves that none of them
+//! count or CPU (an inference runs on the calling thread alone): integer sums are exact in any order, and validation proves that none of them
 //! can overflow.
 //!
 //! Rounding is expressed with sign/abs and truncating division, which is equal to gemmlowp's
@@ -37,39 +37,72 @@ pub(crate) fn tensor<E: Element, const D: usize>(
     T::<D>::from_data(TensorData::new(values, shape), (&device(), dtype))
 }
 
-/// Per-channel requantization constants, shaped to broadcast over a layer's output
-/// (`[1, N]` for Dense, `[OC, 1]` for convolutions).
-pub struct RequantParams {
-    left_pow: T<2>,
-    mult: T<2>,
-    pow: T<2>,
-    half: T<2>,
+/// `MultiplyByQuantizedMultiplier` of one requantization as the engine's kernels compute it:
+/// in int64, where the lifted value cannot overflow, with gemmlowp's mask-and-threshold
+/// rounding (`docs/SPEC.md` §3) — step for step [`crate::quant::mbq`] without its int32
+/// saturation case, unreachable because multipliers are below 2^31 and validation proves
+/// every lifted value below 2^31. The matrix kernel's epilogue computes it on its lanes; the
+/// other operators' kernels through [`Requantizer`].
+#[inline(always)]
+pub(crate) fn mbq_wide(x: i64, left: u32, mult: i64, right: u32) -> i64 {
+    let ab = (x << left) * mult;
+    let nudge = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    let high = (ab + nudge) / (1i64 << 31);
+    let mask = (1i64 << right) - 1;
+    let threshold = (mask >> 1) + (high < 0) as i64;
+    (high >> right) + ((high & mask) > threshold) as i64
 }
 
-impl RequantParams {
-    pub(crate) fn new(rqs: &[Requant], shape: [usize; 2]) -> Self {
-        let col = |f: &dyn Fn(&Requant) -> i64| tensor(rqs.iter().map(f).collect(), shape, WIDE);
-        RequantParams {
-            left_pow: col(&|r| 1i64 << r.shift.max(0)),
-            mult: col(&|r| r.mult as i64),
-            pow: col(&|r| 1i64 << (-(r.shift as i32)).max(0)),
-            half: col(&|r| (1i64 << (-(r.shift as i32)).max(0)) / 2),
+/// One multiplier's constants for [`mbq_wide`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rescale {
+    left: u32,
+    mult: i64,
+    right: u32,
+}
+
+impl Rescale {
+    pub(crate) fn new(rq: Requant) -> Self {
+        Rescale {
+            left: rq.shift.max(0) as u32,
+            mult: rq.mult as i64,
+            right: (-(rq.shift as i32)).max(0) as u32,
         }
     }
 
-    /// `MultiplyByQuantizedMultiplier` on a whole int64 tensor.
-    pub(crate) fn apply(&self, x: T<2>) -> T<2> {
-        let ab = (x * self.left_pow.clone()) * self.mult.clone();
-        // SaturatingRoundingDoublingHighMul (saturation is unreachable: mult < 2^31 and the
-        // lifted accumulator is proven below 2^31): nudge 2^30 if ab >= 0 else 1 - 2^30.
-        let nonneg = ab.clone().greater_equal_elem(0).int().cast(WIDE);
-        let nudge = nonneg
-            .mul_scalar((1i64 << 31) - 1)
-            .add_scalar(1 - (1i64 << 30));
-        let high = (ab + nudge).div_scalar(1i64 << 31);
-        // RoundingDivideByPOT: sign(x) · ((|x| + 2^(e−1)) / 2^e), ties away from zero.
-        let sign = high.clone().sign();
-        sign * ((high.abs() + self.half.clone()) / self.pow.clone())
+    #[inline(always)]
+    pub(crate) fn apply(self, x: i64) -> i64 {
+        mbq_wide(x, self.left, self.mult, self.right)
+    }
+}
+
+/// SPEC §3's `REQUANT` of a node's output (one multiplier, or one per channel): rescale, add
+/// the zero point, clamp to the activation range — [`Output::apply`] in the engine's form.
+pub(crate) struct Requantizer {
+    rescale: Vec<Rescale>,
+    zero_point: i64,
+    min: i64,
+    max: i64,
+}
+
+impl Requantizer {
+    pub(crate) fn new(out: &Output) -> Self {
+        Requantizer {
+            rescale: out.requant.iter().map(|&rq| Rescale::new(rq)).collect(),
+            zero_point: out.zero_point as i64,
+            min: out.act_min as i64,
+            max: out.act_max as i64,
+        }
+    }
+
+    /// `REQUANT(acc)` on channel `ch` (any channel when the output has one multiplier).
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i64, ch: usize) -> i64 {
+        let rescale = match self.rescale.as_slice() {
+            [one] => *one,
+            all => all[ch],
+        };
+        (rescale.apply(acc) + self.zero_point).clamp(self.min, self.max)
     }
 }
 
@@ -80,38 +113,9 @@ pub struct Engine {
     prepared: Vec<Prepared>,
 }
 
-/// `REQUANT` on a whole tensor of accumulators.
-pub(crate) fn requantize(acc: T<2>, p: &RequantParams, out: &Output) -> T<2> {
-    p.apply(acc)
-        .add_scalar(out.zero_point as i64)
-        .clamp(out.act_min as i64, out.act_max as i64)
-}
-
-/// `n / d` rounded to nearest with ties away from zero, for `d > 0`.
-pub(crate) fn div_round<const D: usize>(n: T<D>, d: T<D>) -> T<D> {
-    let sign = n.clone().sign();
-    sign * ((n.abs() + d.clone().div_scalar(2)) / d)
-}
-
 /// The values of an activation tensor, for the kernels that loop over them directly.
 pub(crate) fn values<const D: usize>(t: T<D>) -> Vec<i64> {
     t.into_data().try_into_vec_as::<i64>().unwrap_or_default()
-}
-
-/// The one-thread rayon pool every inference runs in (see [`Engine::run`]), or `None` if the
-/// operating system refused the thread. Then inferences run on the caller's thread with
-/// rayon's global pool: the same bytes, only the speed differs, where a panic would turn the
-/// call into `InternalError` on this node alone and split it from the chain.
-fn single_thread() -> Option<&'static rayon::ThreadPool> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "myelin-engine".into())
-            .build()
-            .ok()
-    })
-    .as_ref()
 }
 
 impl Engine {
@@ -142,23 +146,11 @@ impl Engine {
         })
     }
 
-    /// Runs one inference on a checked [`Input`] (`crate::input::decode` makes one).
+    /// Runs one inference on a checked [`Input`] (`crate::input::decode` makes one), on the
+    /// calling thread alone: burn-ndarray is built without its rayon parallelism (workspace
+    /// `Cargo.toml`) and the kernels are sequential, so a call never wakes or occupies
+    /// another core, and its bytes cannot depend on threads.
     pub fn run_input(&self, input: &Input) -> Vec<i8> {
-        // burn-ndarray parallelises some kernels (batched matmul) on rayon. Inside a block
-        // that buys little and costs a thread wake-up per operation (measured: ~200 µs per
-        // two-row Dense node on a busy 2-core machine, 4x its gas), and it would let one
-        // call take every core. One inference runs on one thread; results never depend on it.
-        // The pool's thread takes the caller's kernel path (forced by tests and benchmarks).
-        let path = crate::gemm::current_path();
-        match single_thread() {
-            Some(pool) => {
-                pool.install(|| crate::gemm::with_path(path, || self.run_on_this_thread(input)))
-            }
-            None => self.run_on_this_thread(input),
-        }
-    }
-
-    fn run_on_this_thread(&self, input: &Input) -> Vec<i8> {
         let a = self.analysis();
         let mut tensors: Vec<T<1>> = Vec::with_capacity(self.prepared.len() + 1);
         let x = &input.values;

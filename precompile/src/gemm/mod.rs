@@ -316,13 +316,8 @@ struct Lanes {
 #[inline(always)]
 fn requant(acc: &[i32; NR], l: &Lanes, [zp, lo, hi]: [i64; 3], out: &mut [i64; NR]) {
     for j in 0..NR {
-        let lifted = (acc[j].wrapping_add(l.bias[j]) as i64) << l.left[j];
-        let ab = lifted * l.mult[j];
-        let nudge = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-        let high = (ab + nudge) / (1i64 << 31);
-        let mask = (1i64 << l.right[j]) - 1;
-        let threshold = (mask >> 1) + (high < 0) as i64;
-        let v = (high >> l.right[j]) + ((high & mask) > threshold) as i64;
+        let acc = acc[j].wrapping_add(l.bias[j]) as i64;
+        let v = crate::engine::mbq_wide(acc, l.left[j], l.mult[j], l.right[j]);
         out[j] = (v + zp).clamp(lo, hi);
     }
 }

@@ -6,7 +6,7 @@ use super::layer::{put_scale, Output};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{requantize, EngineTensor, RequantParams};
+use crate::engine::{EngineTensor, Requantizer, Rescale};
 use crate::error::{Code, ModelError};
 use crate::model::{Requant, Scale, TensorId};
 use crate::quant::mbq;
@@ -39,9 +39,9 @@ pub struct Prepared {
     sign: i64,
     a: TensorId,
     b: TensorId,
-    /// Multipliers of input a, input b and the output.
-    params: [RequantParams; 3],
-    out: Output,
+    /// Rescaling of input a and input b, and the output's requantization.
+    rescale: [Rescale; 2],
+    out: Requantizer,
 }
 
 impl Add {
@@ -115,33 +115,31 @@ impl Add {
             sign,
             a: self.a,
             b: self.b,
-            params: [
-                RequantParams::new(&[self.a_requant], [1, 1]),
-                RequantParams::new(&[self.b_requant], [1, 1]),
-                RequantParams::new(&self.out.requant, [1, 1]),
-            ],
-            out: self.out.clone(),
+            rescale: [Rescale::new(self.a_requant), Rescale::new(self.b_requant)],
+            out: Requantizer::new(&self.out),
         }
     }
 }
 
 fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-    let [pa, pb, out] = &p.params;
-    let n = numel(cx.shape(p.a)) as usize;
-    let lift = |id: TensorId| {
-        cx.value(id)
-            .clone()
-            .sub_scalar(cx.zp(id) as i64)
-            .mul_scalar(1i64 << ADD_LEFT_SHIFT)
-            .reshape([1, n])
-    };
-    let sum = pa.apply(lift(p.a)) + pb.apply(lift(p.b)).mul_scalar(p.sign);
-    requantize(sum, out, &p.out).flatten(0, 1)
+    let [ra, rb] = p.rescale;
+    let (za, zb) = (cx.zp(p.a) as i64, cx.zp(p.b) as i64);
+    crate::host::binary(cx.value(p.a), cx.value(p.b), &|a, b| {
+        a.iter()
+            .zip(b)
+            .map(|(&qa, &qb)| {
+                let sa = ra.apply((qa - za) << ADD_LEFT_SHIFT);
+                let sb = rb.apply((qb - zb) << ADD_LEFT_SHIFT);
+                p.out.apply(sa + p.sign * sb, 0)
+            })
+            .collect()
+    })
 }
 
 impl Op for Add {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Add"
@@ -198,6 +196,7 @@ impl Op for Add {
 impl Op for Sub {
     const TAGS: &'static [u8] = &[TAG_SUB];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Sub"

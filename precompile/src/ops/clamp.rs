@@ -21,6 +21,7 @@ pub struct Clamp {
 impl Op for Clamp {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Clamp;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Clamp"
@@ -82,7 +83,10 @@ impl Op for Clamp {
     }
 
     fn run(p: &Clamp, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        cx.value(p.input).clone().clamp(p.min as i64, p.max as i64)
+        let (min, max) = (p.min as i64, p.max as i64);
+        crate::host::unary(cx.value(p.input), &|x| {
+            x.iter().map(|&v| v.clamp(min, max)).collect()
+        })
     }
 }
 

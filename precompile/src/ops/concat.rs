@@ -8,7 +8,7 @@ use super::layout;
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{EngineTensor, RequantParams, T};
+use crate::engine::{EngineTensor, Rescale, T};
 use crate::error::{Code, ModelError};
 use crate::model::{Requant, Scale, TensorId};
 use crate::quant::mbq;
@@ -34,7 +34,7 @@ pub struct Concat {
 
 pub struct Prepared {
     concat: Concat,
-    requants: Vec<RequantParams>,
+    requants: Vec<Rescale>,
 }
 
 impl Op for Concat {
@@ -172,7 +172,7 @@ impl Op for Concat {
             requants: self
                 .inputs
                 .iter()
-                .map(|&(_, rq)| RequantParams::new(&[rq], [1, 1]))
+                .map(|&(_, rq)| Rescale::new(rq))
                 .collect(),
         }
     }
@@ -183,17 +183,14 @@ impl Op for Concat {
             .inputs
             .iter()
             .zip(&p.requants)
-            .map(|(&(id, _), rq)| {
-                let n = numel(cx.shape(id)) as usize;
-                let x: T<2> = cx
-                    .value(id)
-                    .clone()
-                    .sub_scalar(cx.zp(id) as i64)
-                    .reshape([1, n]);
-                rq.apply(x)
-                    .add_scalar(c.zero_point as i64)
-                    .clamp(-128, 127)
-                    .reshape(layout::dims4(cx.shape(id)))
+            .map(|(&(id, _), &rq)| {
+                let (zx, zy) = (cx.zp(id) as i64, c.zero_point as i64);
+                let y = crate::host::unary(cx.value(id), &|x| {
+                    x.iter()
+                        .map(|&v| (rq.apply(v - zx) + zy).clamp(-128, 127))
+                        .collect()
+                });
+                y.reshape(layout::dims4(cx.shape(id)))
             })
             .collect();
         let axis = 4 - cx.out_shape().len() + c.axis as usize;

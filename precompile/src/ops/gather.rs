@@ -51,6 +51,7 @@ pub struct Prepared {
 impl Op for Gather {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Gather"

@@ -16,7 +16,7 @@ use super::layer::Output;
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{div_round, requantize, tensor, values, EngineTensor, RequantParams, T, WIDE};
+use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::quant;
@@ -50,10 +50,9 @@ pub struct LayerNorm {
 pub struct Prepared {
     input: TensorId,
     epsilon: i64,
-    gamma: T<2>,
-    beta: T<2>,
-    requant: RequantParams,
-    out: Output,
+    gamma: Vec<i64>,
+    beta: Vec<i64>,
+    out: Requantizer,
 }
 
 /// `⌊√v⌋` for `v ≥ 1`, by Newton's iteration on integers (exact; no float).
@@ -69,6 +68,7 @@ pub fn isqrt(v: i64) -> i64 {
 impl Op for LayerNorm {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "LayerNorm"
@@ -195,30 +195,36 @@ impl Op for LayerNorm {
     }
 
     fn prepare(&self) -> Prepared {
-        let l = self.gamma.len();
         Prepared {
             input: self.input,
             epsilon: self.epsilon as i64,
-            gamma: tensor(self.gamma.iter().map(|&g| g as i64).collect(), [1, l], WIDE),
-            beta: tensor(self.beta.iter().map(|&b| b as i64).collect(), [1, l], WIDE),
-            requant: RequantParams::new(&self.out.requant, [1, 1]),
-            out: self.out.clone(),
+            gamma: self.gamma.iter().map(|&g| g as i64).collect(),
+            beta: self.beta.iter().map(|&b| b as i64).collect(),
+            out: Requantizer::new(&self.out),
         }
     }
 
+    /// Row by row in the output buffer: `c` (from `S = Σ x − L · zp`), `V`, `R`, then each
+    /// `c_i` replaced by its output; `DIVROUND` as `sign · ((|n| + R / 2) / R)`.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let l = *cx.shape(p.input).last().unwrap_or(&1) as usize;
-        let x = cx.value(p.input).clone();
-        let rows = x.dims()[0] / l;
-        let d: T<2> = x.sub_scalar(cx.zp(p.input) as i64).reshape([rows, l]);
-        let s = d.clone().sum_dim(1).expand([rows, l]);
-        let c = d.mul_scalar(l as i64) - s;
-        let v = values((c.clone() * c.clone()).sum_dim(1));
-        let r: Vec<i64> = v.into_iter().map(|v| isqrt(v + p.epsilon)).collect();
-        let r = tensor(r, [rows, 1], WIDE).expand([rows, l]);
-        let n = div_round(c.mul_scalar(1i64 << NORM_BITS), r);
-        let acc = n * p.gamma.clone().expand([rows, l]) + p.beta.clone().expand([rows, l]);
-        requantize(acc.reshape([1, rows * l]), &p.requant, &p.out).flatten(0, 1)
+        let l = p.gamma.len();
+        let zx = cx.zp(p.input) as i64;
+        crate::host::unary(cx.value(p.input), &|x| {
+            let mut y = Vec::with_capacity(x.len());
+            for row in x.chunks_exact(l) {
+                let s = row.iter().sum::<i64>() - l as i64 * zx;
+                let start = y.len();
+                y.extend(row.iter().map(|&v| l as i64 * (v - zx) - s));
+                let c = &mut y[start..];
+                let r = isqrt(c.iter().map(|ci| ci * ci).sum::<i64>() + p.epsilon);
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let n = *ci << NORM_BITS;
+                    let n = n.signum() * ((n.abs() + r / 2) / r);
+                    *ci = p.out.apply(n * p.gamma[i] + p.beta[i], 0);
+                }
+            }
+            y
+        })
     }
 }
 

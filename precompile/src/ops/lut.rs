@@ -4,7 +4,7 @@
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{tensor, EngineTensor, WIDE};
+use crate::engine::EngineTensor;
 use crate::error::ModelError;
 use crate::model::{Scale, TensorId};
 use crate::validate::numel;
@@ -20,12 +20,13 @@ pub struct Lut {
 
 pub struct Prepared {
     input: TensorId,
-    table: EngineTensor,
+    table: [i64; 256],
 }
 
 impl Op for Lut {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Lut"
@@ -86,14 +87,18 @@ impl Op for Lut {
     fn prepare(&self) -> Prepared {
         Prepared {
             input: self.input,
-            table: tensor(self.table.iter().map(|&v| v as i64).collect(), [256], WIDE),
+            table: self.table.map(|v| v as i64),
         }
     }
 
+    /// An int8 value's low byte with its sign bit flipped is `x + 128`: the lookup cannot
+    /// index outside the table.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        p.table
-            .clone()
-            .select(0, cx.value(p.input).clone().add_scalar(128))
+        crate::host::unary(cx.value(p.input), &|x| {
+            x.iter()
+                .map(|&v| p.table[(v as u8 ^ 0x80) as usize])
+                .collect()
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use super::layer::Output;
 use super::{layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, EngineTensor, RequantParams, T};
+use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::numel;
@@ -25,8 +25,9 @@ pub struct Mul {
 }
 
 pub struct Prepared {
-    mul: Mul,
-    requant: RequantParams,
+    a: TensorId,
+    b: TensorId,
+    out: Requantizer,
 }
 
 /// Whether `b` broadcasts to `a` (NumPy rules with `b` aligned on the right).
@@ -41,6 +42,7 @@ fn broadcasts(b: &[u32], a: &[u32]) -> bool {
 impl Op for Mul {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Mul"
@@ -128,19 +130,40 @@ impl Op for Mul {
 
     fn prepare(&self) -> Prepared {
         Prepared {
-            mul: self.clone(),
-            requant: RequantParams::new(&self.out.requant, [1, 1]),
+            a: self.a,
+            b: self.b,
+            out: Requantizer::new(&self.out),
         }
     }
 
+    /// Over `a`'s rows in rank 4, with `b` read in place through strides that are 0 along
+    /// the axes it repeats: one operand of `b` per row, or a row of it.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let m = &p.mul;
-        let dims = layout::dims4(cx.shape(m.a));
-        let lift = |id: TensorId| cx.value(id).clone().sub_scalar(cx.zp(id) as i64);
-        let a: T<4> = lift(m.a).reshape(dims);
-        let b: T<4> = lift(m.b).reshape(layout::dims4(cx.shape(m.b))).expand(dims);
-        let n = dims.iter().product();
-        requantize((a * b).reshape([1, n]), &p.requant, &m.out).flatten(0, 1)
+        let (za, zb) = (cx.zp(p.a) as i64, cx.zp(p.b) as i64);
+        let da = layout::dims4(cx.shape(p.a));
+        let db = layout::dims4(cx.shape(p.b));
+        let full = layout::strides(&db.map(|d| d as u32));
+        let sb: [usize; 4] = std::array::from_fn(|k| if db[k] == 1 { 0 } else { full[k] });
+        let row = da[3];
+        crate::host::binary(cx.value(p.a), cx.value(p.b), &|a, b| {
+            let mut y = Vec::with_capacity(a.len());
+            for i0 in 0..da[0] {
+                for i1 in 0..da[1] {
+                    for i2 in 0..da[2] {
+                        let at = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                        let xa = &a[y.len()..y.len() + row];
+                        let product =
+                            |(qa, qb): (&i64, &i64)| p.out.apply((qa - za) * (qb - zb), 0);
+                        if sb[3] == 0 {
+                            y.extend(xa.iter().zip(std::iter::repeat(&b[at])).map(product));
+                        } else {
+                            y.extend(xa.iter().zip(&b[at..at + row]).map(product));
+                        }
+                    }
+                }
+            }
+            y
+        })
     }
 }
 

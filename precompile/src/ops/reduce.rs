@@ -7,7 +7,7 @@ use super::layer::Output;
 use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, EngineTensor, RequantParams, T};
+use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::numel;
@@ -19,16 +19,21 @@ const TAG_MAX: u8 = 0x12;
 /// short lanes cost far more than their elements).
 pub const REDUCE_LANE_ELEMS: u64 = 24;
 
-/// `x` as `[outer · inner, L]` in standard layout: the reduced axis last and contiguous.
-/// ndarray reduces any other axis by adding whole sub-arrays one position of the axis at a
-/// time (measured ~300 ns per position of a long axis with one lane), so the engine always
-/// reduces rows, as Softmax does.
-fn lanes(x: EngineTensor, [outer, l, inner]: [usize; 3]) -> T<2> {
-    // (With `inner = 1` the swap moves an axis of size 1 and nothing is copied.)
-    let x: T<3> = x.reshape([outer, l, inner]);
-    x.swap_dims(1, 2)
-        .reshape([outer * inner * l])
-        .reshape([outer * inner, l])
+/// The engine's reduction of `x`'s `[outer, L, inner]` lanes: for each outer index, the
+/// first row of `inner` values combined with the next `L − 1` in turn, so every pass reads a
+/// contiguous row whatever the axis.
+fn reduce_rows(x: &[i64], [outer, l, inner]: [usize; 3], f: impl Fn(i64, i64) -> i64) -> Vec<i64> {
+    let mut y = Vec::with_capacity(outer * inner);
+    for block in x.chunks_exact(l * inner).take(outer) {
+        let start = y.len();
+        y.extend_from_slice(&block[..inner]);
+        for row in block[inner..].chunks_exact(inner) {
+            for (acc, &v) in y[start..].iter_mut().zip(row) {
+                *acc = f(*acc, v);
+            }
+        }
+    }
+    y
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,8 +50,9 @@ pub struct ReduceMax {
 }
 
 pub struct PreparedSum {
-    sum: ReduceSum,
-    requant: RequantParams,
+    input: TensorId,
+    axis: u8,
+    out: Requantizer,
 }
 
 /// `[outer, L, inner]` of `shape` around `axis`.
@@ -97,6 +103,7 @@ fn fold(
 impl Op for ReduceSum {
     const TAGS: &'static [u8] = &[TAG_SUM];
     type Prepared = PreparedSum;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "ReduceSum"
@@ -166,26 +173,30 @@ impl Op for ReduceSum {
 
     fn prepare(&self) -> PreparedSum {
         PreparedSum {
-            sum: self.clone(),
-            requant: RequantParams::new(&self.out.requant, [1, 1]),
+            input: self.input,
+            axis: self.axis,
+            out: Requantizer::new(&self.out),
         }
     }
 
+    /// `Σ (x − zp) = Σ x − L · zp`, exact in int64.
     fn run(p: &PreparedSum, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let s = &p.sum;
-        let dims = split(cx.shape(s.input), s.axis);
-        let x = lanes(
-            cx.value(s.input).clone().sub_scalar(cx.zp(s.input) as i64),
-            dims,
-        );
-        let n = dims[0] * dims[2];
-        requantize(x.sum_dim(1).reshape([1, n]), &p.requant, &s.out).flatten(0, 1)
+        let dims = split(cx.shape(p.input), p.axis);
+        let offset = dims[1] as i64 * cx.zp(p.input) as i64;
+        crate::host::unary(cx.value(p.input), &|x| {
+            let mut y = reduce_rows(x, dims, |acc, v| acc + v);
+            for v in &mut y {
+                *v = p.out.apply(*v - offset, 0);
+            }
+            y
+        })
     }
 }
 
 impl Op for ReduceMax {
     const TAGS: &'static [u8] = &[TAG_MAX];
     type Prepared = ReduceMax;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "ReduceMax"
@@ -259,9 +270,7 @@ impl Op for ReduceMax {
 
     fn run(p: &ReduceMax, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let dims = split(cx.shape(p.input), p.axis);
-        lanes(cx.value(p.input).clone(), dims)
-            .max_dim(1)
-            .flatten(0, 1)
+        crate::host::unary(cx.value(p.input), &|x| reduce_rows(x, dims, i64::max))
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{div_round, tensor, EngineTensor, T, WIDE};
+use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::numel;
@@ -34,12 +34,13 @@ pub struct Softmax {
 
 pub struct Prepared {
     input: TensorId,
-    table: EngineTensor,
+    table: [i64; 256],
 }
 
 impl Op for Softmax {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Softmax"
@@ -128,28 +129,30 @@ impl Op for Softmax {
     fn prepare(&self) -> Prepared {
         Prepared {
             input: self.input,
-            table: tensor(
-                self.exp_table.iter().map(|&v| v as i64).collect(),
-                [256],
-                WIDE,
-            ),
+            table: self.exp_table.map(|v| v as i64),
         }
     }
 
+    /// Row by row: the maximum, the weights `exp_table[max − x]` (written into the output,
+    /// `max − x` is in 0..=255 for int8 values), their sum (at least `exp_table[0]` ≥ 1), then
+    /// `256 · e / sum` rounded half up — ties away from zero, as every term is non-negative.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let l = *cx.shape(p.input).last().unwrap_or(&1) as usize;
-        let x = cx.value(p.input).clone();
-        let rows = x.dims()[0] / l;
-        let x: T<2> = x.reshape([rows, l]);
-        let d = x.clone().max_dim(1) - x; // in 0..=255
-        let e: T<2> = p
-            .table
-            .clone()
-            .select(0, d.flatten(0, 1))
-            .reshape([rows, l]);
-        let sum = e.clone().sum_dim(1).expand([rows, l]);
-        let q = div_round(e.mul_scalar(256), sum).add_scalar(SOFTMAX_ZERO_POINT as i64);
-        q.clamp(-128, 127).flatten(0, 1)
+        crate::host::unary(cx.value(p.input), &|x| {
+            let mut y = Vec::with_capacity(x.len());
+            for row in x.chunks(l) {
+                let max = row.iter().copied().max().unwrap_or_default();
+                let start = y.len();
+                y.extend(row.iter().map(|&v| p.table[((max - v) & 0xFF) as usize]));
+                let e = &mut y[start..];
+                let sum: i64 = e.iter().sum();
+                for v in e {
+                    let q = (256 * *v + sum / 2) / sum + SOFTMAX_ZERO_POINT as i64;
+                    *v = q.clamp(-128, 127);
+                }
+            }
+            y
+        })
     }
 }
 

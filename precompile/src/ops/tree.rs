@@ -22,7 +22,7 @@ use super::layer::{self, Output};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::{Cost, LAYER_OUT_PASSES};
-use crate::engine::{requantize, EngineTensor, RequantParams};
+use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::limits::{MAX_TREES, MAX_TREE_DEPTH};
 use crate::model::{Scale, TensorId};
@@ -167,12 +167,8 @@ pub struct Prepared {
     input: TensorId,
     outputs: usize,
     depth: u32,
-    /// Per node: the feature it reads (0 for a leaf), its threshold (127 for a leaf: every
-    /// value goes "left", to itself), its children (a leaf's are itself).
-    feature: Vec<u32>,
-    threshold: Vec<i8>,
-    left: Vec<u32>,
-    right: Vec<u32>,
+    /// Every tree's nodes, one table.
+    nodes: Vec<FlatNode>,
     /// Per node: where its leaf values start in `values` (0 for a split).
     value_at: Vec<u32>,
     values: Vec<i64>,
@@ -180,8 +176,19 @@ pub struct Prepared {
     roots: Vec<u32>,
     targets: Vec<u16>,
     base: Vec<i64>,
-    requant: RequantParams,
-    out: Output,
+    out: Requantizer,
+}
+
+/// A node as the engine walks it: everything one step reads in 16 bytes, so a step is one
+/// load from the table and a branch-free choice of child.
+#[derive(Clone, Copy)]
+struct FlatNode {
+    /// The feature it reads (0 for a leaf).
+    feature: u32,
+    /// Its threshold (127 for a leaf: every int8 value goes left, to itself).
+    threshold: i32,
+    /// Left and right child (a leaf's are itself).
+    children: [u32; 2],
 }
 
 impl TreeEnsemble {
@@ -255,6 +262,7 @@ fn check_tree_count(node: usize, trees: usize) -> Result<(), ModelError> {
 impl Op for TreeEnsemble {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "TreeEnsemble"
@@ -481,33 +489,34 @@ impl Op for TreeEnsemble {
             input: self.input,
             outputs: self.outputs as usize,
             depth: self.depth(),
-            feature: vec![],
-            threshold: vec![],
-            left: vec![],
-            right: vec![],
+            nodes: vec![],
             value_at: vec![],
             values: vec![],
             roots: vec![],
             targets: self.trees.iter().map(|t| t.target).collect(),
             base: self.base.iter().map(|&b| b as i64).collect(),
-            requant: RequantParams::new(&self.out.requant, [1, self.out.requant.len()]),
-            out: self.out.clone(),
+            out: Requantizer::new(&self.out),
         };
         for tree in &self.trees {
-            let first = p.feature.len();
+            let first = p.nodes.len();
             p.roots.push(first as u32);
             for (node, (l, r)) in tree.nodes.iter().zip(tree.children()) {
-                p.left.push((first + l) as u32);
-                p.right.push((first + r) as u32);
+                let children = [(first + l) as u32, (first + r) as u32];
                 match node {
                     TreeNode::Split { feature, threshold } => {
-                        p.feature.push(*feature as u32);
-                        p.threshold.push(*threshold);
+                        p.nodes.push(FlatNode {
+                            feature: *feature as u32,
+                            threshold: *threshold as i32,
+                            children,
+                        });
                         p.value_at.push(0);
                     }
                     TreeNode::Leaf(v) => {
-                        p.feature.push(0);
-                        p.threshold.push(i8::MAX);
+                        p.nodes.push(FlatNode {
+                            feature: 0,
+                            threshold: i8::MAX as i32,
+                            children,
+                        });
                         p.value_at.push(p.values.len() as u32);
                         p.values.extend(v.iter().map(|&v| v as i64));
                     }
@@ -517,32 +526,23 @@ impl Op for TreeEnsemble {
         p
     }
 
-    /// All walks at once, level by level (a leaf loops to itself), inside burn through the
-    /// backend extension, reading the input in place; then the leaf values summed per row and
-    /// the sums requantized on whole tensors.
+    /// Row by row, all of the row's walks at once, level by level (a leaf loops to itself),
+    /// inside burn through the backend extension, reading the input in place; then the
+    /// row's leaf values summed and each sum requantized in place.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let f = *cx.shape(p.input).last().unwrap_or(&1) as usize;
-        let sums = crate::host::unary(cx.value(p.input), &|x| {
-            let rows = x.len() / f;
-            let trees = p.roots.len();
-            // Walk `r · trees + t` is row `r` through tree `t`.
-            let mut at: Vec<u32> = Vec::with_capacity(rows * trees);
-            for _ in 0..rows {
-                at.extend_from_slice(&p.roots);
-            }
-            for _ in 0..p.depth {
-                for (w, node) in at.iter_mut().enumerate() {
-                    let n = *node as usize;
-                    let value = x[w / trees * f + p.feature[n] as usize];
-                    *node = if value <= p.threshold[n] as i64 {
-                        p.left[n]
-                    } else {
-                        p.right[n]
-                    };
+        crate::host::unary(cx.value(p.input), &|x| {
+            let mut walks = p.roots.clone();
+            let mut acc = Vec::with_capacity(x.len() / f * p.outputs);
+            for features in x.chunks_exact(f) {
+                walks.copy_from_slice(&p.roots);
+                for _ in 0..p.depth {
+                    for at in walks.iter_mut() {
+                        let node = &p.nodes[*at as usize];
+                        let value = features[node.feature as usize];
+                        *at = node.children[(value > node.threshold as i64) as usize];
+                    }
                 }
-            }
-            let mut acc = Vec::with_capacity(rows * p.outputs);
-            for walks in at.chunks(trees.max(1)) {
                 let start = acc.len();
                 acc.extend_from_slice(&p.base);
                 let row = &mut acc[start..];
@@ -554,11 +554,12 @@ impl Op for TreeEnsemble {
                         row[target as usize] += v[0];
                     }
                 }
+                for (ch, a) in row.iter_mut().enumerate() {
+                    *a = p.out.apply(*a, ch);
+                }
             }
             acc
-        });
-        let rows = sums.dims()[0] / p.outputs;
-        requantize(sums.reshape([rows, p.outputs]), &p.requant, &p.out).flatten(0, 1)
+        })
     }
 }
 
