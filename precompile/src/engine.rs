@@ -1,14 +1,17 @@
 //! The inference engine: the spec's integer semantics on burn's ndarray backend with Int
 //! tensors. Matrix products (Dense, convolutions over an im2col matrix, MatMul) run on the
-//! int8 matrix kernel (`gemm/`) with requantization fused, and pooling as a direct loop over
-//! each window's positions inside the map, both inside burn through the backend extension
-//! (`host.rs`); the other operators requantize with whole-tensor int64 arithmetic. No kernel
-//! materialises padding beyond what gas (`cost.rs`) counts. Nothing here depends on thread
+//! int8 matrix kernel (`gemm/`) with requantization fused, pooling as a direct loop over
+//! each window's positions inside the map, and the elementwise, reduction, normalization,
+//! lookup and tree operators as one pass each, all inside burn through the backend extension
+//! (`host.rs`), which lends them activations in place; only the layout operators (Transpose,
+//! Slice, Pad, Resize, Concat) are burn tensor operations. No kernel materialises padding
+//! beyond what gas (`cost.rs`) counts. Nothing here depends on thread
 //! count or CPU (an inference runs on the calling thread alone): integer sums are exact in any order, and validation proves that none of them
 //! can overflow.
 //!
-//! Rounding is expressed with sign/abs and truncating division, which is equal to gemmlowp's
-//! mask-and-threshold form (`docs/SPEC.md` §3) and broadcasts per-channel parameters for free.
+//! Requantization is one int64 function ([`mbq_wide`]) shared by every kernel; the scalar
+//! reference computes the same in int32 with gemmlowp's primitives (`quant.rs`), and the
+//! differential test holds the two together.
 
 use burn::tensor::{DType, Device, Element, Int, Tensor, TensorData};
 
@@ -113,8 +116,8 @@ pub struct Engine {
     prepared: Vec<Prepared>,
 }
 
-/// The values of an activation tensor, for the kernels that loop over them directly.
-pub(crate) fn values<const D: usize>(t: T<D>) -> Vec<i64> {
+/// The values of the model's output tensor.
+fn values<const D: usize>(t: T<D>) -> Vec<i64> {
     t.into_data().try_into_vec_as::<i64>().unwrap_or_default()
 }
 

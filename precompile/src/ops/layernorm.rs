@@ -15,7 +15,7 @@
 use super::layer::Output;
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES};
+use crate::cost::{Cost, REQUANT_PASSES};
 use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
@@ -28,11 +28,13 @@ const TAG: u8 = 0x15;
 pub const NORM_BITS: u32 = 15;
 /// Longest row: keeps `V ≤ L · (510 · L)² + epsilon` far inside int64 (SPEC §4.3).
 pub const MAX_ROW: u32 = 4096;
-/// Elements charged per element: zero point, `L · d`, the centering, the square, its sum,
-/// the broadcast root, `DIVROUND` (6), `· gamma`, `+ beta`, with a margin; plus requantization.
-pub const LAYERNORM_PASSES: u64 = 16 + LAYER_OUT_PASSES;
-/// Elements charged per row: two row reductions' lane setup (24 each, as Softmax's), the sums
-/// read back to the host and the integer square root (Newton, about 40 steps).
+/// Elements charged per element: the row sum, `c` written, its square summed, `DIVROUND` by
+/// the root (an int64 division), `· gamma`, `+ beta`; plus requantization (measured ~21 ns
+/// per element on rows of 1024: 2 gas).
+pub const LAYERNORM_PASSES: u64 = 6 + REQUANT_PASSES;
+/// Elements charged per row: the integer square root (Newton's iteration, up to ~40 int64
+/// divisions) and the row's loops (rows of 2 measured ~40 ns per row above the passes; 19
+/// gas leaves room for the root's longest iterations).
 pub const LAYERNORM_ROW_ELEMS: u64 = 96;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -100,9 +100,9 @@ pub trait Op: Sized {
     /// Prepared state the engine keeps for the node (weights as tensors, tables).
     type Prepared;
     /// Fixed gas of running one node of this kind (dispatch, allocation), on top of its
-    /// MACs and elements (SPEC §7): `gas::NODE` for the whole-tensor burn kernels, whose
-    /// dozens of tensor operations each carry a fixed overhead, `gas::KERNEL_NODE` for the
-    /// matrix kernel's single call.
+    /// MACs and elements (SPEC §7): `gas::NODE` for the layout operators built from several
+    /// burn tensor operations, each with a fixed overhead; `gas::KERNEL_NODE` for an operator
+    /// run as one kernel call through the backend extension (`host.rs`).
     const NODE_GAS: u64 = crate::gas::NODE;
 
     /// Name in errors and `myelin inspect`.

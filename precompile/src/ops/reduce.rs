@@ -4,9 +4,9 @@
 //! keeps its input's quantization.
 
 use super::layer::Output;
-use super::{input_scale, layout, Checked, Ctx, Op};
+use super::{input_scale, Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES};
+use crate::cost::{Cost, REQUANT_PASSES};
 use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
@@ -15,15 +15,24 @@ use crate::validate::numel;
 const TAG_SUM: u8 = 0x11;
 const TAG_MAX: u8 = 0x12;
 
-/// Elements charged per output element for its reduction lane's setup (as Softmax's rows:
-/// short lanes cost far more than their elements).
-pub const REDUCE_LANE_ELEMS: u64 = 24;
+/// Elements charged per input element: read and combined into its lane's running value.
+pub const REDUCE_INPUT_PASSES: u64 = 2;
+/// Elements charged per output element: its lane's setup and store (short lanes cost more
+/// than their elements: lanes of 2 measured ~11 ns per lane).
+pub const REDUCE_LANE_ELEMS: u64 = 4;
 
 /// The engine's reduction of `x`'s `[outer, L, inner]` lanes: for each outer index, the
 /// first row of `inner` values combined with the next `L − 1` in turn, so every pass reads a
-/// contiguous row whatever the axis.
+/// contiguous row whatever the axis (a lane itself when the axis is last).
 fn reduce_rows(x: &[i64], [outer, l, inner]: [usize; 3], f: impl Fn(i64, i64) -> i64) -> Vec<i64> {
     let mut y = Vec::with_capacity(outer * inner);
+    if inner == 1 {
+        y.extend(
+            x.chunks_exact(l)
+                .map(|lane| lane.iter().copied().reduce(&f).unwrap_or(0)),
+        );
+        return y;
+    }
     for block in x.chunks_exact(l * inner).take(outer) {
         let start = y.len();
         y.extend_from_slice(&block[..inner]);
@@ -75,14 +84,13 @@ fn output_shape(node: usize, shape: &[u32], axis: u8) -> Result<Vec<u32>, ModelE
     Ok(out)
 }
 
-/// Elements charged per input element for putting the reduced axis last: a strided copy
-/// ([`layout::MOVE_PASSES`]) unless the axis is already last (`inner = 1`), then one pass.
-/// Short lanes across a strided copy measured 19 ns/gas at one pass (ReduceMax over 3 of
-/// [2386, 3, 13]).
-fn lanes_cost(shape: &[u32], axis: u8) -> u64 {
-    let [_, _, inner] = split(shape, axis);
-    let per_element = if inner == 1 { 1 } else { layout::MOVE_PASSES };
-    per_element * numel(shape)
+/// Cost of reducing `shape` over `axis` (contiguous rows whatever the axis, no copy), with
+/// `out_passes` more per output.
+fn reduce_cost(shape: &[u32], out: &[u32], out_passes: u64) -> Cost {
+    Cost {
+        macs: 0,
+        elems: REDUCE_INPUT_PASSES * numel(shape) + (REDUCE_LANE_ELEMS + out_passes) * numel(out),
+    }
 }
 
 /// Reads the `[outer, L, inner]` lanes of `x` and folds each.
@@ -151,16 +159,9 @@ impl Op for ReduceSum {
         None
     }
 
-    /// The zero point, the lanes' copy and their sum over the input, lane setup,
-    /// requantization.
+    /// The sums, then each requantized.
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
-        let x = &shapes[self.input as usize];
-        Cost {
-            macs: 0,
-            elems: 2 * numel(x)
-                + lanes_cost(x, self.axis)
-                + (REDUCE_LANE_ELEMS + LAYER_OUT_PASSES) * numel(out),
-        }
+        reduce_cost(&shapes[self.input as usize], out, REQUANT_PASSES)
     }
 
     fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
@@ -249,11 +250,7 @@ impl Op for ReduceMax {
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
-        let x = &shapes[self.input as usize];
-        Cost {
-            macs: 0,
-            elems: numel(x) + lanes_cost(x, self.axis) + (REDUCE_LANE_ELEMS + 1) * numel(out),
-        }
+        reduce_cost(&shapes[self.input as usize], out, 0)
     }
 
     fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {

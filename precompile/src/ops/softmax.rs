@@ -19,12 +19,13 @@ pub const SOFTMAX_SCALE: Scale = Scale {
     mult: 1 << 30,
     shift: -7,
 };
-/// Passes per element: difference to the row maximum, table lookup, scale, the rounded
-/// division (6), zero point, clamp, plus the row max and sum (2 more reads).
-pub const SOFTMAX_PASSES: u64 = 14;
-/// Extra elements charged per row (the row max, sum and broadcast's per-lane setup):
-/// measured ~155 ns per row on rows of 2 (`benches/benches/search.rs`), so 24.
-pub const SOFTMAX_ROW_ELEMS: u64 = 24;
+/// Elements charged per element: the row's maximum, the table lookup written, the sum, the
+/// rounded division by the sum, zero point and clamp — three passes over the row, one with an
+/// int64 division (measured ~8–10 ns per element on long rows, so 5: 1 gas).
+pub const SOFTMAX_PASSES: u64 = 5;
+/// Extra elements charged per row (its loops' setup and the division's latency on short
+/// rows): rows of 2 measured ~14 ns per element, i.e. ~8 ns per row above the passes.
+pub const SOFTMAX_ROW_ELEMS: u64 = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Softmax {

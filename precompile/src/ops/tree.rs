@@ -21,7 +21,7 @@
 use super::layer::{self, Output};
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
-use crate::cost::{Cost, LAYER_OUT_PASSES};
+use crate::cost::{Cost, REQUANT_PASSES};
 use crate::engine::{EngineTensor, Requantizer};
 use crate::error::{Code, ModelError};
 use crate::limits::{MAX_TREES, MAX_TREE_DEPTH};
@@ -460,7 +460,7 @@ impl Op for TreeEnsemble {
             elems: depth * (TREE_STEP_PASSES * walks + TREE_LEVEL_ELEMS)
                 + walks
                 + rows * (leaf_values + self.outputs as u64)
-                + LAYER_OUT_PASSES * numel(out),
+                + REQUANT_PASSES * numel(out),
         }
     }
 
@@ -526,23 +526,29 @@ impl Op for TreeEnsemble {
         p
     }
 
-    /// Row by row, all of the row's walks at once, level by level (a leaf loops to itself),
-    /// inside burn through the backend extension, reading the input in place; then the
-    /// row's leaf values summed and each sum requantized in place.
+    /// All walks at once, level by level (a leaf loops to itself), so that the independent
+    /// walks of a level overlap their loads; inside burn through the backend extension,
+    /// reading the input in place; then each row's leaf values summed and requantized.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let f = *cx.shape(p.input).last().unwrap_or(&1) as usize;
+        let trees = p.roots.len().max(1);
         crate::host::unary(cx.value(p.input), &|x| {
-            let mut walks = p.roots.clone();
-            let mut acc = Vec::with_capacity(x.len() / f * p.outputs);
-            for features in x.chunks_exact(f) {
-                walks.copy_from_slice(&p.roots);
-                for _ in 0..p.depth {
-                    for at in walks.iter_mut() {
+            // Walk `r · trees + t` is row `r` through tree `t`.
+            let mut at: Vec<u32> = Vec::with_capacity(x.len() / f * trees);
+            for _ in x.chunks_exact(f) {
+                at.extend_from_slice(&p.roots);
+            }
+            for _ in 0..p.depth {
+                for (walks, features) in at.chunks_exact_mut(trees).zip(x.chunks_exact(f)) {
+                    for at in walks {
                         let node = &p.nodes[*at as usize];
                         let value = features[node.feature as usize];
                         *at = node.children[(value > node.threshold as i64) as usize];
                     }
                 }
+            }
+            let mut acc = Vec::with_capacity(x.len() / f * p.outputs);
+            for walks in at.chunks_exact(trees) {
                 let start = acc.len();
                 acc.extend_from_slice(&p.base);
                 let row = &mut acc[start..];
