@@ -69,8 +69,25 @@ fn shapes() -> Vec<(&'static str, Model)> {
     );
     let add_softmax = base(vec![256, 256], vec![add(0, 0), softmax(1)]);
     let many_nodes = base(vec![4], (0..256).map(clamp).collect());
-    // The slowest node kinds at their smallest: per-node overhead.
+    // The slowest node kinds at their smallest: per-node overhead (`KERNEL_NODE` for Add and
+    // Dense, one kernel call each; `NODE` for Concat, several burn tensor operations).
     let tiny_adds = base(vec![1], (0..256).map(|i| add(i, i)).collect());
+    let unit = Scale {
+        mult: 1 << 30,
+        shift: 1,
+    };
+    let tiny_concats = base(
+        vec![1],
+        (0..256)
+            .map(|_| {
+                Node::Concat(Concat {
+                    inputs: vec![(0, unit), (0, unit)],
+                    axis: 0,
+                    zero_point: 0,
+                })
+            })
+            .collect(),
+    );
     let tiny_dense = base(
         vec![1],
         (0..256).map(|i| dense(&mut rng, i, 1, 1, 20)).collect(),
@@ -97,6 +114,7 @@ fn shapes() -> Vec<(&'static str, Model)> {
         ("add_softmax_256x256", add_softmax),
         ("256_tiny_nodes", many_nodes),
         ("256_tiny_adds", tiny_adds),
+        ("256_tiny_concats", tiny_concats),
         ("256_tiny_dense", tiny_dense),
     ]
 }

@@ -2,9 +2,9 @@
 //! tensors. Matrix products (Dense, convolutions over an im2col matrix, MatMul) run on the
 //! int8 matrix kernel (`gemm/`) with requantization fused, pooling as a direct loop over
 //! each window's positions inside the map, and the elementwise, reduction, normalization,
-//! lookup and tree operators as one pass each, all inside burn through the backend extension
-//! (`host.rs`), which lends them activations in place; only the layout operators (Transpose,
-//! Slice, Pad, Resize, Concat) are burn tensor operations. No kernel materialises padding
+//! lookup, layout and tree operators as one pass each, all inside burn through the backend
+//! extension (`host.rs`), which lends them activations in place; only Concat joins its
+//! inputs with a burn tensor operation. No kernel materialises padding
 //! beyond what gas (`cost.rs`) counts. Nothing here depends on thread
 //! count or CPU (an inference runs on the calling thread alone): integer sums are exact in any order, and validation proves that none of them
 //! can overflow.

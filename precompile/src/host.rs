@@ -1,8 +1,8 @@
 //! The engine's own kernels, run inside burn as a backend extension (`#[backend_extension]`,
 //! burn 0.22): the ndarray backend lends a kernel its input activations in place — no
 //! `into_data` copy — and wraps the returned values as the output tensor without copying.
-//! Every operator but the layout ones (Transpose, Slice, Pad, Resize, Concat's join) passes
-//! its kernel as a closure: one call per node, whatever the kernel does.
+//! Every operator but Concat (whose join is `Tensor::cat`) passes its kernel as a closure:
+//! one call per node, whatever the kernel does.
 #![allow(deprecated)] // burn marks ndarray as deprecated in favour of `flex`; we need ndarray
 
 use burn::backend::backend_extension;

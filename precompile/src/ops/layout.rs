@@ -1,13 +1,74 @@
 //! Row-major layout helpers for the operators that move elements (Transpose, Slice, Pad,
-//! Concat, Resize): strides and index walks for the scalar references, and the rank-4 view the
-//! engine kernels work in (every tensor has rank ≤ 4; leading axes of size 1 are added).
+//! Concat, Resize): strides and index walks for the scalar references, the rank-4 view the
+//! engine kernels work in (every tensor has rank ≤ 4; leading axes of size 1 are added), and
+//! the engine's one copy kernel for them, [`gather4`].
 
-/// Elements charged per element a kernel copies out of a strided view (a permuted, stepped
-/// or concatenated-along-an-inner-axis tensor into standard layout): ndarray walks such
-/// copies element by element against the source's strides, measured up to ~50 ns per
-/// element on the reference machine (`benches/benches/search.rs`, layout family), so 20
-/// (4 gas).
+/// Elements charged per element Concat copies out of a strided view (its inputs joined along
+/// an inner axis by burn): ndarray walks such copies element by element against the
+/// source's strides, measured up to ~50 ns per element on the reference machine
+/// (`benches/benches/search.rs`, layout family), so 20 (4 gas).
 pub const MOVE_PASSES: u64 = 20;
+
+/// Elements charged per output element of [`gather4`] (Transpose, Slice, Pad, Resize): the
+/// offset sum, the read (a cache miss per element when the innermost axis jumps, as a
+/// transpose's does) and the write into fresh memory.
+pub const GATHER_PASSES: u64 = 4;
+
+/// An offset marking a position outside the input (Pad's border): it reads the fill value.
+pub const OUTSIDE: usize = usize::MAX;
+
+/// The engine's copy for the layout operators: the rank-4 output, in row-major order, whose
+/// element `[i0, i1, i2, i3]` is `x[o[0][i0] + o[1][i1] + o[2][i2] + o[3][i3]]`, or `fill`
+/// where any of those offsets is [`OUTSIDE`]. One table of offsets per output axis (their
+/// lengths are the output's dimensions). Axes of one position only shift the others, so they
+/// are folded into a base offset and the innermost loop runs over the last longer axis; a
+/// long innermost axis that reads consecutive elements is copied as a block.
+pub fn gather4(x: &[i64], o: &[Vec<usize>; 4], fill: i64) -> Vec<i64> {
+    let n: usize = o.iter().map(Vec::len).product();
+    let mut base = 0;
+    let mut axes: Vec<&[usize]> = Vec::with_capacity(4);
+    for t in o {
+        match t.as_slice() {
+            [OUTSIDE] => return vec![fill; n],
+            [one] => base += one,
+            long => axes.push(long),
+        }
+    }
+    while axes.len() < 4 {
+        axes.insert(0, &[0]);
+    }
+    let inner = axes[3];
+    let block = inner.len() >= 8
+        && inner
+            .windows(2)
+            .all(|w| w[0] != OUTSIDE && w[1] == w[0] + 1);
+    let mut y = Vec::with_capacity(n);
+    for &a in axes[0] {
+        for &b in axes[1] {
+            for &c in axes[2] {
+                if a == OUTSIDE || b == OUTSIDE || c == OUTSIDE {
+                    y.resize(y.len() + inner.len(), fill);
+                } else if block {
+                    let start = base + a + b + c + inner[0];
+                    y.extend_from_slice(&x[start..start + inner.len()]);
+                } else {
+                    let at = base + a + b + c;
+                    y.extend(
+                        inner
+                            .iter()
+                            .map(|&d| if d == OUTSIDE { fill } else { x[at + d] }),
+                    );
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Offsets of `len` positions stepping by `stride` from `start` (in elements).
+pub fn stepped(len: usize, start: usize, stride: usize) -> Vec<usize> {
+    (0..len).map(|i| start + i * stride).collect()
+}
 
 /// Row-major strides of `shape`.
 pub fn strides(shape: &[u32]) -> Vec<usize> {

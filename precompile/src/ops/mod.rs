@@ -100,8 +100,8 @@ pub trait Op: Sized {
     /// Prepared state the engine keeps for the node (weights as tensors, tables).
     type Prepared;
     /// Fixed gas of running one node of this kind (dispatch, allocation), on top of its
-    /// MACs and elements (SPEC §7): `gas::NODE` for the layout operators built from several
-    /// burn tensor operations, each with a fixed overhead; `gas::KERNEL_NODE` for an operator
+    /// MACs and elements (SPEC §7): `gas::NODE` for an operator built from several burn
+    /// tensor operations (Concat), each with a fixed overhead; `gas::KERNEL_NODE` for an operator
     /// run as one kernel call through the backend extension (`host.rs`).
     const NODE_GAS: u64 = crate::gas::NODE;
 

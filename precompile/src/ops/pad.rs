@@ -4,7 +4,7 @@
 use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{device, EngineTensor, T, WIDE};
+use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
 use crate::limits::MAX_TENSOR_ELEMS;
 use crate::model::{Scale, TensorId};
@@ -28,6 +28,7 @@ impl Pad {
 impl Op for Pad {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Pad;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Pad"
@@ -97,12 +98,11 @@ impl Op for Pad {
         input_scale(scales, self.input)
     }
 
-    /// Per padded axis, the padding blocks and the concatenation along that axis (a strided
-    /// copy of at most the output), then the flattened output.
+    /// One copy of the output, border included.
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: (layout::MOVE_PASSES * self.padded_axes() + 1) * numel(out),
+            elems: layout::GATHER_PASSES * numel(out),
         }
     }
 
@@ -129,33 +129,30 @@ impl Op for Pad {
         self.clone()
     }
 
+    /// One copy in rank 4: positions inside the input read it, the border reads the zero
+    /// point.
     fn run(p: &Pad, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let mut x: T<4> = cx
-            .value(p.input)
-            .clone()
-            .reshape(layout::dims4(cx.shape(p.input)));
-        let zp = cx.zp(p.input) as i64;
+        let dims = layout::dims4(cx.shape(p.input));
+        let strides = layout::strides(&dims.map(|d| d as u32));
         let lead = 4 - p.pads.len();
-        for (a, &(before, after)) in p.pads.iter().enumerate() {
-            let axis = lead + a;
-            let block = |n: u32| {
-                let mut dims = x.dims();
-                dims[axis] = n as usize;
-                T::<4>::full(dims, zp, (&device(), WIDE))
-            };
-            let mut parts = Vec::with_capacity(3);
-            if before > 0 {
-                parts.push(block(before));
+        let o = std::array::from_fn(|a| {
+            if a < lead {
+                return vec![0];
             }
-            parts.push(x.clone());
-            if after > 0 {
-                parts.push(block(after));
-            }
-            if parts.len() > 1 {
-                x = T::cat(parts, axis);
-            }
-        }
-        x.flatten(0, 3)
+            let (before, after) = p.pads[a - lead];
+            let (before, d) = (before as usize, dims[a]);
+            (0..before + d + after as usize)
+                .map(|i| {
+                    if i < before || i >= before + d {
+                        layout::OUTSIDE
+                    } else {
+                        (i - before) * strides[a]
+                    }
+                })
+                .collect()
+        });
+        let zp = cx.zp(p.input) as i64;
+        crate::host::unary(cx.value(p.input), &|x| layout::gather4(x, &o, zp))
     }
 }
 

@@ -1,20 +1,15 @@
 //! Resize (SPEC §3.2, tag 0x13): nearest-neighbour upsampling of a `[C, H, W]` map by integer
 //! factors, `y[c][r][s] = x[c][r / fh][s / fw]`. Keeps its input's quantization.
 
-use super::{input_scale, Checked, Ctx, Op};
+use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{EngineTensor, T};
+use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::{checked_elems, expect_rank, numel};
 
 const TAG: u8 = 0x13;
-
-/// Elements charged per output element: the broadcast view's copy walks five axes with
-/// zero strides (measured ~22 ns per output element, `benches/benches/search.rs`: Resize
-/// 46×2 of [90, 2, 2]), so 8 (1.6 gas).
-pub const RESIZE_PASSES: u64 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resize {
@@ -26,6 +21,7 @@ pub struct Resize {
 impl Op for Resize {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Resize;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Resize"
@@ -91,7 +87,7 @@ impl Op for Resize {
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: RESIZE_PASSES * numel(out),
+            elems: layout::GATHER_PASSES * numel(out),
         }
     }
 
@@ -114,11 +110,17 @@ impl Op for Resize {
         self.clone()
     }
 
+    /// One copy in rank 4: output row `r` reads input row `r / fh`, column `s` column `s / fw`.
     fn run(p: &Resize, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let [c, h, w] = [0, 1, 2].map(|a| cx.shape(p.input)[a] as usize);
         let [fh, fw] = p.factors.map(|f| f as usize);
-        let x: T<5> = cx.value(p.input).clone().reshape([c, h, 1, w, 1]);
-        x.expand([c, h, fh, w, fw]).flatten(0, 4)
+        let o = [
+            vec![0],
+            layout::stepped(c, 0, h * w),
+            (0..h * fh).map(|r| r / fh * w).collect(),
+            (0..w * fw).map(|s| s / fw).collect(),
+        ];
+        crate::host::unary(cx.value(p.input), &|x| layout::gather4(x, &o, 0))
     }
 }
 

@@ -4,17 +4,12 @@
 use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{EngineTensor, T};
+use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::{expect_rank, numel};
 
 const TAG: u8 = 0x0C;
-
-/// Elements charged per input element: burn copies a stepped slice by walking its input
-/// (measured up to ~8 ns per input element, `benches/benches/search.rs`: Slice of one
-/// column in 7 of a [36, 1753, 7] tensor), so 4 (0.8 gas).
-pub const SLICE_INPUT_PASSES: u64 = 4;
 
 /// One axis of a slice: elements `start + k · step` for `k < ⌈(end − start) / step⌉`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +36,7 @@ pub struct Slice {
 impl Op for Slice {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Slice;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Slice"
@@ -121,11 +117,10 @@ impl Op for Slice {
         input_scale(scales, self.input)
     }
 
-    fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
+    fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: layout::MOVE_PASSES * numel(out)
-                + SLICE_INPUT_PASSES * numel(&shapes[self.input as usize]),
+            elems: layout::GATHER_PASSES * numel(out),
         }
     }
 
@@ -145,21 +140,21 @@ impl Op for Slice {
         self.clone()
     }
 
+    /// One copy in rank 4 of the elements taken, and only those.
     fn run(p: &Slice, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        let x: T<4> = cx
-            .value(p.input)
-            .clone()
-            .reshape(layout::dims4(cx.shape(p.input)));
+        let dims = layout::dims4(cx.shape(p.input));
+        let strides = layout::strides(&dims.map(|d| d as u32));
         let lead = 4 - p.axes.len();
-        let ranges: [burn::tensor::Slice; 4] = std::array::from_fn(|a| {
+        let o = std::array::from_fn(|a| {
             if a < lead {
-                burn::tensor::Slice::new(0, Some(1), 1)
+                vec![0]
             } else {
                 let r = &p.axes[a - lead];
-                burn::tensor::Slice::new(r.start as isize, Some(r.end as isize), r.step as isize)
+                let s = strides[a];
+                layout::stepped(r.len() as usize, r.start as usize * s, r.step as usize * s)
             }
         });
-        x.slice(ranges).flatten(0, 3)
+        crate::host::unary(cx.value(p.input), &|x| layout::gather4(x, &o, 0))
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{input_scale, layout, Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{EngineTensor, T};
+use crate::engine::EngineTensor;
 use crate::error::{Code, ModelError};
 use crate::model::{Scale, TensorId};
 use crate::validate::{expect_rank, numel};
@@ -22,6 +22,7 @@ pub struct Transpose {
 impl Op for Transpose {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Transpose;
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Transpose"
@@ -88,7 +89,7 @@ impl Op for Transpose {
     fn cost(&self, _: &[Vec<u32>], out: &[u32]) -> Cost {
         Cost {
             macs: 0,
-            elems: layout::MOVE_PASSES * numel(out),
+            elems: layout::GATHER_PASSES * numel(out),
         }
     }
 
@@ -106,12 +107,11 @@ impl Op for Transpose {
         self.clone()
     }
 
+    /// One copy in rank 4: output axis `k` steps through input axis `axes[k]` (leading axes
+    /// of size 1 keep their places).
     fn run(p: &Transpose, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        // Rank 4 throughout: leading axes of size 1 keep their places.
-        let x: T<4> = cx
-            .value(p.input)
-            .clone()
-            .reshape(layout::dims4(cx.shape(p.input)));
+        let dims = layout::dims4(cx.shape(p.input));
+        let strides = layout::strides(&dims.map(|d| d as u32));
         let lead = 4 - p.perm.len();
         let axes: [usize; 4] = std::array::from_fn(|a| {
             if a < lead {
@@ -120,7 +120,8 @@ impl Op for Transpose {
                 lead + p.perm[a - lead] as usize
             }
         });
-        x.permute(axes).flatten(0, 3)
+        let o = axes.map(|a| layout::stepped(dims[a], 0, strides[a]));
+        crate::host::unary(cx.value(p.input), &|x| layout::gather4(x, &o, 0))
     }
 }
 
