@@ -47,15 +47,21 @@ fn output_shape(
     Ok(s)
 }
 
+/// Elements charged per AvgPool output for its rounded division by the window's size: an
+/// int64 divide by a run-time divisor, ~20 ns on the reference machine, which the search
+/// found dominating windows of two positions (AvgPool 18×19, stride 16360, over a 2×1 map:
+/// 26.7 ns/gas before this charge).
+pub const AVG_DIVIDE_ELEMS: u64 = 6;
+
 /// The input, read in place (one element each, for a copy if it is not contiguous); per
 /// output, a direct loop over the window's positions inside the map (at most min(KH, H) ·
-/// min(KW, W)); the output written and handed to burn.
-fn cost(input: &[u32], window: &Window, out: &[u32]) -> Cost {
+/// min(KW, W)) and `per_output` more; the output written and handed to burn.
+fn cost(input: &[u32], window: &Window, out: &[u32], per_output: u64) -> Cost {
     let [_, h, w] = chw(input);
     let inside = (window.kernel[0] as u64).min(h) * (window.kernel[1] as u64).min(w);
     Cost {
         macs: 0,
-        elems: numel(input) + numel(out) * (inside + 2),
+        elems: numel(input) + numel(out) * (inside + 2 + per_output),
     }
 }
 
@@ -192,7 +198,7 @@ impl Op for MaxPool {
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
-        cost(&shapes[self.input as usize], &self.window, out)
+        cost(&shapes[self.input as usize], &self.window, out, 0)
     }
 
     fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
@@ -273,7 +279,12 @@ impl Op for AvgPool {
     }
 
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost {
-        cost(&shapes[self.input as usize], &self.window, out)
+        cost(
+            &shapes[self.input as usize],
+            &self.window,
+            out,
+            AVG_DIVIDE_ELEMS,
+        )
     }
 
     fn reference(&self, cx: &Ctx<'_, Vec<i8>>) -> Vec<i8> {
