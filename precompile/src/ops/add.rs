@@ -140,7 +140,6 @@ fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
 impl Op for Add {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Add"
@@ -197,7 +196,6 @@ impl Op for Add {
 impl Op for Sub {
     const TAGS: &'static [u8] = &[TAG_SUB];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Sub"

@@ -21,7 +21,6 @@ pub struct Clamp {
 impl Op for Clamp {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Clamp;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Clamp"

@@ -40,6 +40,8 @@ pub struct Prepared {
 impl Op for Concat {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
+    /// Its join is `Tensor::cat` and the reshapes around it, not one kernel call.
+    const NODE_GAS: u64 = crate::gas::NODE;
 
     fn name(&self) -> &'static str {
         "Concat"

@@ -54,7 +54,6 @@ impl Conv {
 impl Op for Conv {
     const TAGS: &'static [u8] = &[TAG_2D, TAG_1D];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         if self.one_d {

@@ -51,7 +51,6 @@ pub struct Prepared {
 impl Op for Gather {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Gather"

@@ -70,7 +70,6 @@ pub fn isqrt(v: i64) -> i64 {
 impl Op for LayerNorm {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "LayerNorm"

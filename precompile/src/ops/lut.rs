@@ -26,7 +26,6 @@ pub struct Prepared {
 impl Op for Lut {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Lut"

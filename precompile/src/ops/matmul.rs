@@ -41,7 +41,6 @@ fn dims(a: &[u32], b: &[u32]) -> [usize; 4] {
 impl Op for MatMul {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "MatMul"

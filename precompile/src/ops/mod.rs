@@ -100,10 +100,10 @@ pub trait Op: Sized {
     /// Prepared state the engine keeps for the node (weights as tensors, tables).
     type Prepared;
     /// Fixed gas of running one node of this kind (dispatch, allocation), on top of its
-    /// MACs and elements (SPEC §7): `gas::NODE` for an operator built from several burn
-    /// tensor operations (Concat), each with a fixed overhead; `gas::KERNEL_NODE` for an operator
-    /// run as one kernel call through the backend extension (`host.rs`).
-    const NODE_GAS: u64 = crate::gas::NODE;
+    /// MACs and elements (SPEC §7): `gas::KERNEL_NODE` for an operator run as one kernel call
+    /// through the backend extension (`host.rs`); `gas::NODE` for one built from several burn
+    /// tensor operations (Concat), each with a fixed overhead.
+    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     /// Name in errors and `myelin inspect`.
     fn name(&self) -> &'static str;

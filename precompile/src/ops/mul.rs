@@ -42,7 +42,6 @@ fn broadcasts(b: &[u32], a: &[u32]) -> bool {
 impl Op for Mul {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Mul"

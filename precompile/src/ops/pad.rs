@@ -28,7 +28,6 @@ impl Pad {
 impl Op for Pad {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Pad;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Pad"

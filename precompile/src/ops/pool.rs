@@ -156,7 +156,6 @@ fn reference(
 impl Op for MaxPool {
     const TAGS: &'static [u8] = &[TAG_MAX];
     type Prepared = MaxPool;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "MaxPool2d"
@@ -227,7 +226,6 @@ impl Op for MaxPool {
 impl Op for AvgPool {
     const TAGS: &'static [u8] = &[TAG_AVG];
     type Prepared = AvgPool;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "AvgPool2d"

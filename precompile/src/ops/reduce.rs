@@ -111,7 +111,6 @@ fn fold(
 impl Op for ReduceSum {
     const TAGS: &'static [u8] = &[TAG_SUM];
     type Prepared = PreparedSum;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "ReduceSum"
@@ -197,7 +196,6 @@ impl Op for ReduceSum {
 impl Op for ReduceMax {
     const TAGS: &'static [u8] = &[TAG_MAX];
     type Prepared = ReduceMax;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "ReduceMax"

@@ -21,7 +21,6 @@ impl Op for Reshape {
     const TAGS: &'static [u8] = &[TAG];
     /// The input it passes on.
     type Prepared = TensorId;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Reshape"

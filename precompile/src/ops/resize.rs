@@ -21,7 +21,6 @@ pub struct Resize {
 impl Op for Resize {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Resize;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Resize"

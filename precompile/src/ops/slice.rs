@@ -36,7 +36,6 @@ pub struct Slice {
 impl Op for Slice {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Slice;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Slice"

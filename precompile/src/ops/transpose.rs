@@ -22,7 +22,6 @@ pub struct Transpose {
 impl Op for Transpose {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Transpose;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "Transpose"

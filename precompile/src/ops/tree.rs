@@ -262,7 +262,6 @@ fn check_tree_count(node: usize, trees: usize) -> Result<(), ModelError> {
 impl Op for TreeEnsemble {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     fn name(&self) -> &'static str {
         "TreeEnsemble"
