@@ -114,6 +114,9 @@ impl Requantizer {
 pub struct Engine {
     valid: ValidModel,
     prepared: Vec<Prepared>,
+    /// Per node, the tensors it is the last to read (or, for a tensor nobody reads, its
+    /// producer): released as soon as the node has run.
+    last_reads: Vec<Vec<usize>>,
 }
 
 /// The values of the model's output tensor.
@@ -123,8 +126,26 @@ fn values<const D: usize>(t: T<D>) -> Vec<i64> {
 
 impl Engine {
     pub fn new(valid: ValidModel) -> Self {
-        let prepared = valid.model().nodes.iter().map(|n| n.prepare()).collect();
-        Engine { valid, prepared }
+        let nodes = &valid.model().nodes;
+        let prepared = nodes.iter().map(|n| n.prepare()).collect();
+        // Tensor `t ≥ 1` is node `t − 1`'s output; the model's output (the last) is kept.
+        let mut last = (0..nodes.len())
+            .map(|t| t.saturating_sub(1))
+            .collect::<Vec<_>>();
+        for (node, n) in nodes.iter().enumerate() {
+            for t in n.inputs() {
+                last[t as usize] = node;
+            }
+        }
+        let mut last_reads = vec![Vec::new(); nodes.len()];
+        for (t, &node) in last.iter().enumerate() {
+            last_reads[node].push(t);
+        }
+        Engine {
+            valid,
+            prepared,
+            last_reads,
+        }
     }
 
     pub fn valid(&self) -> &ValidModel {
@@ -152,7 +173,9 @@ impl Engine {
     /// Runs one inference on a checked [`Input`] (`crate::input::decode` makes one), on the
     /// calling thread alone: burn-ndarray is built without its rayon parallelism (workspace
     /// `Cargo.toml`) and the kernels are sequential, so a call never wakes or occupies
-    /// another core, and its bytes cannot depend on threads.
+    /// another core, and its bytes cannot depend on threads. Each intermediate tensor is
+    /// released after its last reader, so an inference holds only the tensors still to be
+    /// read (gas bounds what it writes in all, SPEC §5; this keeps chains far below that).
     pub fn run_input(&self, input: &Input) -> Vec<i8> {
         let a = self.analysis();
         let mut tensors: Vec<T<1>> = Vec::with_capacity(self.prepared.len() + 1);
@@ -162,6 +185,7 @@ impl Engine {
             [x.len()],
             WIDE,
         ));
+        let released = tensor(Vec::<i64>::new(), [0], WIDE);
         for (node, prepared) in self.prepared.iter().enumerate() {
             let y = prepared.run(&Ctx {
                 values: &tensors,
@@ -171,10 +195,43 @@ impl Engine {
                 node,
             });
             tensors.push(y);
+            for &t in &self.last_reads[node] {
+                tensors[t] = released.clone();
+            }
         }
         let out = tensors
             .pop()
             .unwrap_or_else(|| unreachable!("a model has at least one node"));
         values(out).into_iter().map(|v| v as i8).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Clamp, Node};
+    use crate::ops::testing::{check, model};
+
+    /// Tensors are released after their last reader: an unused intermediate tensor (t1), one
+    /// read again much later (t0 by the last node), and a chain all give the reference's
+    /// bytes.
+    #[test]
+    fn released_tensors_are_never_read_again() {
+        let clamp = |input, min| {
+            Node::Clamp(Clamp {
+                input,
+                min,
+                max: 100,
+            })
+        };
+        check(model(
+            vec![4, 4],
+            vec![
+                clamp(0, -5),
+                clamp(0, -3),
+                clamp(2, 0),
+                clamp(3, 1),
+                clamp(0, 2),
+            ],
+        ));
     }
 }
