@@ -17,9 +17,10 @@ pub struct Cost {
 }
 
 /// Elements charged per output an operator's own kernel requantizes (Mul, ReduceSum,
-/// LayerNorm, TreeEnsemble; Add's two rescalings count twice more): `MultiplyByQuantizedMultiplier`
-/// in int64 (`engine::mbq_wide`), the zero point, the clamp and the store — one scalar pass of
-/// ~40 instructions, measured 5–13 ns per output on the reference machine, so 4 (0.8 gas).
+/// LayerNorm, TreeEnsemble; Add's two rescalings count twice more):
+/// `MultiplyByQuantizedMultiplier` in int64 (`engine::mbq_wide`), the zero point, the clamp
+/// and the store — one scalar pass of ~40 instructions, measured 5–13 ns per output on the
+/// reference machine, so 4 (0.8 gas).
 pub const REQUANT_PASSES: u64 = 4;
 /// Elements charged per output lane of the int8 matrix kernel (`gemm/`; Dense, the
 /// convolutions, MatMul), counted over whole 16-lane panels: its fused epilogue (bias,

@@ -206,7 +206,7 @@ impl Op for LayerNorm {
     }
 
     /// Row by row in the output buffer: `c` (from `S = Σ x − L · zp`), `V`, `R`, then each
-    /// `c_i` replaced by its output; `DIVROUND` as `sign · ((|n| + R / 2) / R)`.
+    /// `c_i` replaced by its output.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let l = p.gamma.len();
         let zx = cx.zp(p.input) as i64;
@@ -219,8 +219,7 @@ impl Op for LayerNorm {
                 let c = &mut y[start..];
                 let r = isqrt(c.iter().map(|ci| ci * ci).sum::<i64>() + p.epsilon);
                 for (i, ci) in c.iter_mut().enumerate() {
-                    let n = *ci << NORM_BITS;
-                    let n = n.signum() * ((n.abs() + r / 2) / r);
+                    let n = quant::div_round(*ci << NORM_BITS, r);
                     *ci = p.out.apply(n * p.gamma[i] + p.beta[i], 0);
                 }
             }

@@ -97,6 +97,11 @@ pub fn indices(shape: &[u32]) -> impl Iterator<Item = Vec<usize>> + '_ {
     })
 }
 
+/// Row-major strides of a rank-4 shape ([`dims4`]'s).
+pub fn strides4(dims: [usize; 4]) -> [usize; 4] {
+    [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1]
+}
+
 /// `shape` as rank 4, with leading axes of size 1.
 pub fn dims4(shape: &[u32]) -> [usize; 4] {
     let lead = 4 - shape.len();

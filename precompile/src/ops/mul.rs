@@ -142,9 +142,10 @@ impl Op for Mul {
         let (za, zb) = (cx.zp(p.a) as i64, cx.zp(p.b) as i64);
         let da = layout::dims4(cx.shape(p.a));
         let db = layout::dims4(cx.shape(p.b));
-        let full = layout::strides(&db.map(|d| d as u32));
+        let full = layout::strides4(db);
         let sb: [usize; 4] = std::array::from_fn(|k| if db[k] == 1 { 0 } else { full[k] });
         let row = da[3];
+        let product = |(qa, qb): (&i64, &i64)| p.out.apply((qa - za) * (qb - zb), 0);
         crate::host::binary(cx.value(p.a), cx.value(p.b), &|a, b| {
             let mut y = Vec::with_capacity(a.len());
             for i0 in 0..da[0] {
@@ -152,8 +153,6 @@ impl Op for Mul {
                     for i2 in 0..da[2] {
                         let at = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
                         let xa = &a[y.len()..y.len() + row];
-                        let product =
-                            |(qa, qb): (&i64, &i64)| p.out.apply((qa - za) * (qb - zb), 0);
                         if sb[3] == 0 {
                             y.extend(xa.iter().zip(std::iter::repeat(&b[at])).map(product));
                         } else {

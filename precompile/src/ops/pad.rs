@@ -132,7 +132,7 @@ impl Op for Pad {
     /// point.
     fn run(p: &Pad, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let dims = layout::dims4(cx.shape(p.input));
-        let strides = layout::strides(&dims.map(|d| d as u32));
+        let strides = layout::strides4(dims);
         let lead = 4 - p.pads.len();
         let o = std::array::from_fn(|a| {
             if a < lead {

@@ -142,7 +142,7 @@ impl Op for Slice {
     /// One copy in rank 4 of the elements taken, and only those.
     fn run(p: &Slice, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let dims = layout::dims4(cx.shape(p.input));
-        let strides = layout::strides(&dims.map(|d| d as u32));
+        let strides = layout::strides4(dims);
         let lead = 4 - p.axes.len();
         let o = std::array::from_fn(|a| {
             if a < lead {

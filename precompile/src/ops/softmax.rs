@@ -135,7 +135,7 @@ impl Op for Softmax {
 
     /// Row by row: the maximum, the weights `exp_table[max − x]` (written into the output,
     /// `max − x` is in 0..=255 for int8 values), their sum (at least `exp_table[0]` ≥ 1), then
-    /// `256 · e / sum` rounded half up — ties away from zero, as every term is non-negative.
+    /// `DIVROUND(256 · e, sum)`.
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let l = *cx.shape(p.input).last().unwrap_or(&1) as usize;
         crate::host::unary(cx.value(p.input), &|x| {
@@ -147,7 +147,7 @@ impl Op for Softmax {
                 let e = &mut y[start..];
                 let sum: i64 = e.iter().sum();
                 for v in e {
-                    let q = (256 * *v + sum / 2) / sum + SOFTMAX_ZERO_POINT as i64;
+                    let q = crate::quant::div_round(256 * *v, sum) + SOFTMAX_ZERO_POINT as i64;
                     *v = q.clamp(-128, 127);
                 }
             }

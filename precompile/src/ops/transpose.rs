@@ -110,7 +110,7 @@ impl Op for Transpose {
     /// of size 1 keep their places).
     fn run(p: &Transpose, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let dims = layout::dims4(cx.shape(p.input));
-        let strides = layout::strides(&dims.map(|d| d as u32));
+        let strides = layout::strides4(dims);
         let lead = 4 - p.perm.len();
         let axes: [usize; 4] = std::array::from_fn(|a| {
             if a < lead {
