@@ -9,6 +9,7 @@ scripts/forge build --quiet
 # Build with the same units as scripts/test.sh (`cargo test --workspace` resolves features for
 # the whole workspace, dev-dependencies included; `cargo run -p` would resolve them for one
 # package and rebuild burn and alloy with other features), so neither command rebuilds what
-# the other built. The first run compiles the workspace (several minutes).
-cargo build --workspace --bins --tests
+# the other built (`--examples` too: `cargo test` builds them, and with them the benches
+# library outside test mode). The first run compiles the workspace (several minutes).
+cargo build --workspace --bins --tests --examples
 target/debug/demo

@@ -31,10 +31,10 @@ for check in "cargo fmt --all --check" "cargo clippy --workspace --all-targets -
 done
 
 if compgen -G "contracts/test/*.t.sol" >/dev/null; then
-  # The bridge runs target/debug/myelin. `--bins --tests` resolves features exactly as
-  # `cargo test --workspace` did (plain `--bins` leaves out dev-dependencies, changes the
-  # features of regex and portable-atomic and rebuilds what depends on them).
-  cargo build --workspace --bins --tests || status=1
+  # The bridge runs target/debug/myelin. `--bins --tests --examples` resolves features
+  # exactly as `cargo test --workspace` did (plain `--bins` leaves out dev-dependencies,
+  # changes the features of regex and portable-atomic and rebuilds what depends on them).
+  cargo build --workspace --bins --tests --examples || status=1
   scripts/forge test --json > "$log" 2>&1 || status=1
   forge=$(node -e 'let r={};try{r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"))}catch{}
     let p=0,f=0;for(const s of Object.values(r))for(const t of Object.values(s.test_results||{})){if(t.status==="Success")p++;else if(t.status==="Failure")f++}
