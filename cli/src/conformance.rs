@@ -3,6 +3,8 @@
 //! as a transaction would (ABI calldata in, returndata or revert bytes and gas out), so the
 //! same file checks this implementation and any other client.
 
+use std::io::Write;
+
 use alloy_primitives::keccak256;
 use alloy_sol_types::{SolCall, SolError};
 use myelin_precompile::abi::IMyelin;
@@ -173,19 +175,19 @@ fn describe(o: &Outcome) -> String {
     }
 }
 
-/// Checks every vector, printing one `ok`/`FAIL` line each and a summary; returns the
-/// number of failures.
-pub fn run(vectors: &[Vector]) -> usize {
+/// Checks every vector, writing one `ok`/`FAIL` line each and a summary to `out`; returns
+/// the number of failures.
+pub fn run(vectors: &[Vector], out: &mut impl Write) -> std::io::Result<usize> {
     let mut failed = 0;
     for v in vectors {
         match check(v) {
-            Ok(()) => println!("ok    {}", v.name),
+            Ok(()) => writeln!(out, "ok    {}", v.name)?,
             Err(why) => {
                 failed += 1;
-                println!("FAIL  {}: {why}", v.name);
+                writeln!(out, "FAIL  {}: {why}", v.name)?;
             }
         }
     }
-    println!("{} passed, {failed} failed", vectors.len() - failed);
-    failed
+    writeln!(out, "{} passed, {failed} failed", vectors.len() - failed)?;
+    Ok(failed)
 }

@@ -1,5 +1,6 @@
 //! `myelin`: from a trained ONNX model to a Myelin model on chain, and everything around it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{keccak256, Address, B256, U256};
@@ -154,8 +155,24 @@ enum CalldataCall {
     },
 }
 
+/// `println!` that returns a failed write as an error instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
+        // A reader that closed the pipe (`myelin inspect m.myl | head`) has all it wanted:
+        // end quietly, as a program killed by SIGPIPE would, not with an error.
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if closed {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -215,9 +232,9 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&output, &c.bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             if report {
-                println!("{}", c.report);
+                out!("{}", c.report);
             }
-            println!(
+            out!(
                 "wrote {} ({} bytes, id {}, {} MACs, {} gas per infer)",
                 output.display(),
                 c.bytes.len(),
@@ -229,20 +246,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { model } => {
             let (bytes, v) = load(&model)?;
             let (m, a) = (v.model(), v.analysis());
-            println!("model     {}", model.display());
-            println!("id        {}", keccak256(&bytes));
-            println!("size      {} bytes, {} parameters", bytes.len(), a.params);
+            out!("model     {}", model.display());
+            out!("id        {}", keccak256(&bytes));
+            out!("size      {} bytes, {} parameters", bytes.len(), a.params);
             match m.tensor_quant() {
-                Some(q) => println!(
+                Some(q) => out!(
                     "input     {:?}  scale {:.6e}  zero point {}",
                     a.shapes[0],
                     q.scale.to_f64(),
                     q.zero_point
                 ),
                 None => {
-                    println!("input     {:?}  quantized per feature:", a.shapes[0]);
+                    out!("input     {:?}  quantized per feature:", a.shapes[0]);
                     for (j, q) in m.input_quant.iter().enumerate() {
-                        println!(
+                        out!(
                             "  feature {j:<4} scale {:.6e}  zero point {}",
                             q.scale.to_f64(),
                             q.zero_point
@@ -251,21 +268,26 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             for (k, input) in m.index_inputs.iter().enumerate() {
-                println!(
+                out!(
                     "ids {k}     {} ids after the input, limits {:?}",
                     input.limits.len(),
                     input.limits
                 );
             }
-            println!(
+            out!(
                 "output    {:?}  scale {:.6e}  zero point {}",
                 a.output_shape(),
                 m.output_scale.to_f64(),
                 a.output_zero_point()
             );
-            println!(
+            out!(
                 "{:>4}  {:<12} {:<10} {:<16} {:>12} {:>10}",
-                "node", "op", "inputs", "output", "MACs", "elems"
+                "node",
+                "op",
+                "inputs",
+                "output",
+                "MACs",
+                "elems"
             );
             for (i, (n, c)) in m.nodes.iter().zip(&a.costs).enumerate() {
                 let inputs = n
@@ -274,7 +296,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|t| format!("t{t}"))
                     .collect::<Vec<_>>()
                     .join(",");
-                println!(
+                out!(
                     "{i:>4}  {:<12} {inputs:<10} {:<16} {:>12} {:>10}",
                     n.op_name(),
                     format!("{:?}", a.shapes[i + 1]),
@@ -286,23 +308,24 @@ fn run(cli: Cli) -> Result<()> {
                     let splits = (t.trees.iter().flat_map(|t| &t.nodes))
                         .filter(|n| matches!(n, TreeNode::Split { .. }))
                         .count();
-                    println!(
+                    out!(
                         "      {} trees, {nodes} nodes ({splits} splits), depth {}",
                         t.trees.len(),
                         t.depth()
                     );
                 }
             }
-            println!(
+            out!(
                 "total     {} MACs, {} elementwise steps",
-                a.total.macs, a.total.elems
+                a.total.macs,
+                a.total.elems
             );
-            println!(
+            out!(
                 "gas       {} per infer call (cold model), {} per extra batch item",
                 gas::infer_call(&v, bytes.len()),
                 gas::inference(&v)
             );
-            println!("publish   {} gas", gas::publish(bytes.len()));
+            out!("publish   {} gas", gas::publish(bytes.len()));
         }
         Command::Run {
             model,
@@ -338,7 +361,7 @@ fn run(cli: Cli) -> Result<()> {
                 let y: Vec<f32> = infer_rows(&v, &x)?.concat();
                 npy::write_f32(&output, &[&[x.rows()][..], &out_shape].concat(), &y)?;
             }
-            println!("wrote {} rows to {}", x.rows(), output.display());
+            out!("wrote {} rows to {}", x.rows(), output.display());
         }
         Command::Eval {
             model,
@@ -368,7 +391,7 @@ fn run(cli: Cli) -> Result<()> {
                 .zip(&labels)
                 .filter(|(y, &l)| predicted(y) as i64 == l)
                 .count();
-            println!(
+            out!(
                 "accuracy {:.4} ({correct}/{} rows)",
                 correct as f64 / ys.len() as f64,
                 ys.len()
@@ -393,9 +416,9 @@ fn run(cli: Cli) -> Result<()> {
                     sum_err += (a - b).abs() as f64;
                 }
             }
-            println!("rows {}", q.len());
-            println!("top-1 agreement {:.4}", agree as f64 / q.len() as f64);
-            println!(
+            out!("rows {}", q.len());
+            out!("top-1 agreement {:.4}", agree as f64 / q.len() as f64);
+            out!(
                 "max abs error {max_err:.6}, mean abs error {:.6}",
                 sum_err / f.len() as f64
             );
@@ -403,15 +426,19 @@ fn run(cli: Cli) -> Result<()> {
             match quant.convert(&onnx, false) {
                 Ok(c) if c.bytes == bytes => {
                     let errors = convert::layer_errors(&onnx, &c, &x)?;
-                    print!("per node:\n{}", convert::format_layer_errors(&errors));
+                    write!(
+                        std::io::stdout(),
+                        "per node:\n{}",
+                        convert::format_layer_errors(&errors)
+                    )?;
                 }
-                Ok(_) => println!(
+                Ok(_) => out!(
                     "per node: skipped, converting {} with these options does not give {} \
                      (pass the --calib, --calibration, --no-bias-correction it was converted with)",
                     onnx.display(),
                     model.display()
                 ),
-                Err(e) => println!("per node: skipped ({e:#})"),
+                Err(e) => out!("per node: skipped ({e:#})"),
             }
         }
         Command::Conformance { vectors } => {
@@ -419,13 +446,13 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("reading {}", vectors.display()))?;
             let vectors = conformance::parse(&text)
                 .with_context(|| format!("{} is not a vector file", vectors.display()))?;
-            let failed = conformance::run(&vectors);
+            let failed = conformance::run(&vectors, &mut std::io::stdout())?;
             ensure!(failed == 0, "{failed} of {} vectors failed", vectors.len());
         }
         Command::Calldata { call } => match call {
             CalldataCall::Publish { model } => {
                 let (bytes, ..) = load(&model)?;
-                println!(
+                out!(
                     "{}",
                     hex0x(
                         &IMyelin::publishModelCall {
@@ -449,7 +476,7 @@ fn run(cli: Cli) -> Result<()> {
                     &v,
                     &x.to_f32()[row * n..(row + 1) * n],
                 )?);
-                println!(
+                out!(
                     "{}",
                     hex0x(
                         &IMyelin::inferCall {
@@ -462,7 +489,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             CalldataCall::Info { model } => {
                 let (bytes, ..) = load(&model)?;
-                println!(
+                out!(
                     "{}",
                     hex0x(
                         &IMyelin::modelInfoCall {
@@ -479,21 +506,19 @@ fn run(cli: Cli) -> Result<()> {
                     gas::MAX_CHUNK_BYTES
                 );
                 let (bytes, ..) = load(&model)?;
-                let chunks: Vec<B256> = bytes
-                    .chunks(chunk)
-                    .map(|c| {
-                        let call = IMyelin::writeChunkCall {
-                            chunk: c.to_vec().into(),
-                        };
-                        println!("{}", hex0x(&call.abi_encode()));
-                        keccak256(c)
-                    })
-                    .collect();
+                let mut chunks: Vec<B256> = Vec::new();
+                for c in bytes.chunks(chunk) {
+                    let call = IMyelin::writeChunkCall {
+                        chunk: c.to_vec().into(),
+                    };
+                    out!("{}", hex0x(&call.abi_encode()));
+                    chunks.push(keccak256(c));
+                }
                 let commit = IMyelin::commitUploadCall {
                     id: keccak256(&bytes),
                     chunks,
                 };
-                println!("{}", hex0x(&commit.abi_encode()));
+                out!("{}", hex0x(&commit.abi_encode()));
             }
         },
         Command::Precompile {
@@ -522,19 +547,17 @@ fn run(cli: Cli) -> Result<()> {
                 Outcome::OutOfGas => (2, gas, Default::default()),
             };
             if abi {
-                print!(
-                    "{}",
-                    hex0x(&(U256::from(status), U256::from(gas_used), ret).abi_encode_params())
-                );
+                let encoded = (U256::from(status), U256::from(gas_used), ret).abi_encode_params();
+                write!(std::io::stdout(), "{}", hex0x(&encoded))?;
             } else {
                 let name = ["success", "revert", "out of gas"][status as usize];
-                println!(
+                out!(
                     "status     {name}\ngas used   {gas_used}\nreturndata {}",
                     hex0x(&ret)
                 );
                 for (topics, data) in &host.state.logs {
                     let topics: Vec<String> = topics.iter().map(B256::to_string).collect();
-                    println!(
+                    out!(
                         "log        topics [{}] data {}",
                         topics.join(", "),
                         hex0x(data)
