@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{keccak256, Address, B256, U256};
-use alloy_sol_types::{SolCall, SolValue};
+use alloy_sol_types::{SolCall, SolInterface, SolValue};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use myelin_cli::conformance;
@@ -12,6 +12,7 @@ use myelin_cli::convert::{self, ConvertOptions};
 use myelin_cli::npy;
 use myelin_cli::store::DirStore;
 use myelin_precompile::abi::IMyelin;
+use myelin_precompile::error::Code;
 use myelin_precompile::input;
 use myelin_precompile::model::{Node, TreeNode};
 use myelin_precompile::{decode, gas, CallContext, Engine, Myelin, Outcome, ValidModel};
@@ -214,6 +215,34 @@ fn infer_rows(model: &ValidModel, x: &npy::Array) -> Result<Vec<Vec<f32>>> {
             Ok(convert::dequantize_output(model, &engine.run_input(&input)))
         })
         .collect()
+}
+
+/// A precompile revert for people: the `IMyelin` error it encodes, with the name of an
+/// `InvalidModel` code (the strings `Myelin.invalidModelReason` returns on chain).
+fn describe_revert(data: &[u8]) -> String {
+    use IMyelin::IMyelinErrors as E;
+    match E::abi_decode(data) {
+        Ok(E::InvalidModel(e)) => {
+            let name = Code::ALL
+                .iter()
+                .find(|c| c.number() == e.code)
+                .map_or("unknown code", |c| c.name());
+            format!("InvalidModel(code {} \"{name}\", node {})", e.code, e.node)
+        }
+        // `Variant(Variant { fields })` or `Variant(Variant)`: the inner error is enough.
+        Ok(e) => {
+            let text = format!("{e:?}");
+            let inner = text.split_once('(').map_or(&text[..], |(_, rest)| {
+                rest.strip_suffix(')').unwrap_or(rest)
+            });
+            if inner.contains('{') {
+                inner.to_string()
+            } else {
+                format!("{inner}()")
+            }
+        }
+        Err(_) => "not an IMyelin error".into(),
+    }
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -555,6 +584,9 @@ fn run(cli: Cli) -> Result<()> {
                     "status     {name}\ngas used   {gas_used}\nreturndata {}",
                     hex0x(&ret)
                 );
+                if status == 1 {
+                    out!("error      {}", describe_revert(&ret));
+                }
                 for (topics, data) in &host.state.logs {
                     let topics: Vec<String> = topics.iter().map(B256::to_string).collect();
                     out!(

@@ -39,6 +39,10 @@ fn upload_calldata_publishes_the_model_through_the_precompile() {
     // Committing first names a missing chunk.
     let early = precompile(calls[calls.len() - 1]);
     assert!(early.contains("status     revert"), "{early}");
+    assert!(
+        early.contains("error      UploadMismatch {") && early.contains("code: 2 }"),
+        "a chunk never written: {early}"
+    );
     for call in &calls[..calls.len() - 1] {
         let out = precompile(call);
         assert!(out.contains("status     success"), "{out}");
@@ -69,4 +73,28 @@ fn upload_refuses_chunks_the_precompile_would_refuse() {
             .expect("myelin runs");
         assert!(!out.status.success(), "--chunk {chunk}");
     }
+}
+
+#[test]
+fn a_revert_is_named_with_its_code() {
+    use alloy_sol_types::SolCall;
+    use myelin_precompile::abi::IMyelin;
+
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/digits_mlp.myl");
+    let bytes = std::fs::read(model).unwrap();
+    let call = IMyelin::publishModelCall {
+        model: bytes[..100].to_vec().into(),
+    };
+    let store = std::env::temp_dir().join(format!("myelin-revert-{}", std::process::id()));
+    let out = myelin(&[
+        "precompile",
+        "--store",
+        store.to_str().unwrap(),
+        &format!("0x{}", hex::encode(call.abi_encode())),
+    ]);
+    assert!(
+        out.contains("error      InvalidModel(code 2 \"truncated\", node 0)"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(store);
 }
