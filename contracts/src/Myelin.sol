@@ -68,7 +68,7 @@ library Myelin {
     // ---------------------------------------------------------------- decoding int8 outputs
 
     /// Element `i` of a raw output as a signed int8.
-    function at(bytes memory output, uint256 i) internal pure returns (int8) {
+    function int8At(bytes memory output, uint256 i) internal pure returns (int8) {
         if (i >= output.length) revert OutputIndexOutOfRange(i, output.length);
         return int8(uint8(output[i]));
     }
@@ -113,13 +113,13 @@ library Myelin {
 
     /// Probability (18 decimals) of class `i` from a Softmax output (scale 1/256, zero point -128).
     function softmaxProbability(bytes memory output, uint256 i) internal pure returns (uint256) {
-        return (uint256(int256(at(output, i)) + 128) * ONE) / 256;
+        return (uint256(int256(int8At(output, i)) + 128) * ONE) / 256;
     }
 
     /// Dequantizes element `i` with a tensor's quantization to 18 decimals, rounding toward
     /// zero (the precompile's inferFixed rounds half away from zero; use it for exact parity).
     function dequantize(bytes memory output, uint256 i, IMyelin.Quantization memory q) internal pure returns (int256) {
-        int256 v = (int256(at(output, i)) - q.zeroPoint) * int256(q.scaleMult) * int256(ONE);
+        int256 v = (int256(int8At(output, i)) - q.zeroPoint) * int256(q.scaleMult) * int256(ONE);
         int256 shift = int256(q.scaleShift) - 31;
         return shift >= 0 ? v * int256(2 ** uint256(shift)) : v / int256(2 ** uint256(-shift));
     }

@@ -23,14 +23,14 @@ contract BridgeTest is MyelinTest {
         uint256 n;
         uint256 rejected;
         while (vm.keyExistsJson(json, string.concat("$[", vm.toString(n), "]"))) {
-            string memory at = string.concat("$[", vm.toString(n), "]");
-            string memory name = vm.parseJsonString(json, string.concat(at, ".name"));
-            bytes memory model = _hex(json, string.concat(at, ".model"));
-            bytes32 id = bytes32(_hex(json, string.concat(at, ".id")));
+            string memory key = string.concat("$[", vm.toString(n), "]");
+            string memory name = vm.parseJsonString(json, string.concat(key, ".name"));
+            bytes memory model = _hex(json, string.concat(key, ".model"));
+            bytes32 id = bytes32(_hex(json, string.concat(key, ".id")));
             assertEq(keccak256(model), id, name);
-            if (vm.keyExistsJson(json, string.concat(at, ".error"))) {
-                uint16 code = uint16(vm.parseJsonUint(json, string.concat(at, ".error.code")));
-                uint16 node = uint16(vm.parseJsonUint(json, string.concat(at, ".error.node")));
+            if (vm.keyExistsJson(json, string.concat(key, ".error"))) {
+                uint16 code = uint16(vm.parseJsonUint(json, string.concat(key, ".error.code")));
+                uint16 node = uint16(vm.parseJsonUint(json, string.concat(key, ".error.node")));
                 (bool ok, bytes memory ret) =
                     Myelin.PRECOMPILE.call(abi.encodeCall(IMyelin.publishModel, (model)));
                 assertFalse(ok, name);
@@ -38,9 +38,9 @@ contract BridgeTest is MyelinTest {
                 rejected++;
             } else {
                 assertEq(Myelin.publish(model), id, name);
-                bytes memory input = _hex(json, string.concat(at, ".input"));
-                assertEq(Myelin.infer(id, input), _hex(json, string.concat(at, ".output")), name);
-                assertEq(Myelin.modelInfo(id).inferGas, vm.parseJsonUint(json, string.concat(at, ".inferGas")), name);
+                bytes memory input = _hex(json, string.concat(key, ".input"));
+                assertEq(Myelin.infer(id, input), _hex(json, string.concat(key, ".output")), name);
+                assertEq(Myelin.modelInfo(id).inferGas, vm.parseJsonUint(json, string.concat(key, ".inferGas")), name);
             }
             n++;
         }

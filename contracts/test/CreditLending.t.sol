@@ -27,9 +27,9 @@ contract CreditLendingTest is MyelinTest {
     }
 
     function _applicant(uint256 i) internal view returns (int256[] memory features, uint256 label) {
-        string memory at = string.concat(".applicants[", vm.toString(i), "]");
-        features = _ints(vm.parseJsonUintArray(fixture, string.concat(at, ".features")));
-        label = vm.parseJsonUint(fixture, string.concat(at, ".label"));
+        string memory key = string.concat(".applicants[", vm.toString(i), "]");
+        features = _ints(vm.parseJsonUintArray(fixture, string.concat(key, ".features")));
+        label = vm.parseJsonUint(fixture, string.concat(key, ".label"));
     }
 
     /// Held-out applicants: good ones (label 1) score high, bad ones (label 0) low.
@@ -85,13 +85,13 @@ contract CreditLendingTreesTest is MyelinTest {
     receive() external payable {}
 
     function _applicant(uint256 i) internal view returns (int256[] memory features, uint256 label) {
-        string memory at = string.concat(".applicants[", vm.toString(i), "]");
-        uint256[] memory u = vm.parseJsonUintArray(fixture, string.concat(at, ".features"));
+        string memory key = string.concat(".applicants[", vm.toString(i), "]");
+        uint256[] memory u = vm.parseJsonUintArray(fixture, string.concat(key, ".features"));
         features = new int256[](u.length);
         for (uint256 k = 0; k < u.length; k++) {
             features[k] = int256(u[k]);
         }
-        label = vm.parseJsonUint(fixture, string.concat(at, ".label"));
+        label = vm.parseJsonUint(fixture, string.concat(key, ".label"));
     }
 
     function testTreesScoreRawFeatures() public view {

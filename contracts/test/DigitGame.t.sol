@@ -16,13 +16,13 @@ contract DigitGameTest is MyelinTest {
     }
 
     function _drawing(uint256 i) internal view returns (bytes memory pixels, uint256 label) {
-        string memory at = string.concat(".samples[", vm.toString(i), "]");
-        uint256[] memory p = vm.parseJsonUintArray(fixture, string.concat(at, ".pixels"));
+        string memory key = string.concat(".samples[", vm.toString(i), "]");
+        uint256[] memory p = vm.parseJsonUintArray(fixture, string.concat(key, ".pixels"));
         pixels = new bytes(p.length);
         for (uint256 k = 0; k < p.length; k++) {
             pixels[k] = bytes1(uint8(p[k]));
         }
-        label = vm.parseJsonUint(fixture, string.concat(at, ".label"));
+        label = vm.parseJsonUint(fixture, string.concat(key, ".label"));
     }
 
     /// Held-out scikit-learn digits, one per class: the on-chain model gets every one right.

@@ -27,11 +27,11 @@ contract HealthCoverTest is MyelinTest {
     }
 
     function _patient(uint256 i) internal view returns (int256[] memory labs, uint256 sex, uint256 age, bool high) {
-        string memory at = string.concat(".patients[", vm.toString(i), "]");
-        labs = _ints(vm.parseJsonUintArray(fixture, string.concat(at, ".labs")));
-        sex = vm.parseJsonUint(fixture, string.concat(at, ".sex"));
-        age = vm.parseJsonUint(fixture, string.concat(at, ".age"));
-        high = vm.parseJsonBool(fixture, string.concat(at, ".high"));
+        string memory key = string.concat(".patients[", vm.toString(i), "]");
+        labs = _ints(vm.parseJsonUintArray(fixture, string.concat(key, ".labs")));
+        sex = vm.parseJsonUint(fixture, string.concat(key, ".sex"));
+        age = vm.parseJsonUint(fixture, string.concat(key, ".age"));
+        high = vm.parseJsonBool(fixture, string.concat(key, ".high"));
     }
 
     /// Patients the float model is confident about land on the same side of 0.5 on chain.

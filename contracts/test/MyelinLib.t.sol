@@ -15,9 +15,9 @@ contract MyelinLibTest is MyelinTest {
 
     function testDecodingHelpers() public pure {
         bytes memory out = hex"80ff7f0105";
-        assertEq(Myelin.at(out, 0), -128);
-        assertEq(Myelin.at(out, 1), -1);
-        assertEq(Myelin.at(out, 2), 127);
+        assertEq(Myelin.int8At(out, 0), -128);
+        assertEq(Myelin.int8At(out, 1), -1);
+        assertEq(Myelin.int8At(out, 2), 127);
         int8[] memory v = Myelin.toInt8s(out);
         assertEq(v.length, 5);
         assertEq(v[4], 5);
@@ -51,11 +51,11 @@ contract MyelinLibTest is MyelinTest {
 
     function testOutOfRangeIndexReverts() public {
         vm.expectRevert(abi.encodeWithSelector(Myelin.OutputIndexOutOfRange.selector, 3, 2));
-        this.at(hex"0102", 3);
+        this.int8At(hex"0102", 3);
     }
 
-    function at(bytes memory out, uint256 i) external pure returns (int8) {
-        return Myelin.at(out, i);
+    function int8At(bytes memory out, uint256 i) external pure returns (int8) {
+        return Myelin.int8At(out, i);
     }
 
     function testModelInfo() public view {
