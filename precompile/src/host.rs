@@ -2,7 +2,9 @@
 //! burn 0.22): the ndarray backend lends a kernel its input activations in place — no
 //! `into_data` copy — and wraps the returned values as the output tensor without copying.
 //! Every operator but Concat (whose join is `Tensor::cat`) passes its kernel as a closure:
-//! one call per node, whatever the kernel does.
+//! one call per node, whatever the kernel does. Concat would need an n-ary kernel: burn
+//! 0.22.1's macro accepts a `Vec<IntTensor<Self>>` argument in the trait, but its dispatch
+//! glue hands the backend the `Vec` of dispatch tensors unconverted, which does not compile.
 #![allow(deprecated)] // burn marks ndarray as deprecated in favour of `flex`; we need ndarray
 
 use burn::backend::backend_extension;
