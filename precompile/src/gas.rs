@@ -60,10 +60,10 @@ pub const LOAD_WARM: u64 = 100;
 /// several burn tensor operations, priced on the slowest burn node at its smallest;
 /// `KERNEL_NODE` for one kernel call), per MAC and per element the engine writes (`cost.rs`;
 /// the last two in milligas). `MAC_MILLI` = 3 is set by the slowest MACs the int8 kernel
-/// performs: one row
-/// through ~16 MB of Dense weights streams every weight from memory once per inference,
-/// measured at 27 ns per gas at 2 milligas (~18 at 3); products whose operands stay in cache
-/// run at 30–46 GMAC/s (7–11 ps per MAC, 2–4 ns per gas on their MACs).
+/// performs: one row through ~16 MB of Dense weights streams every weight from memory once
+/// per inference, measured at 27 ns per gas at 2 milligas (~18 at 3); products whose
+/// operands stay in cache run at 30–46 GMAC/s (7–11 ps per MAC, 2–4 ns per gas on their
+/// MACs).
 pub const INFER_BASE: u64 = 1_000;
 pub const NODE: u64 = 2_500;
 /// Fixed gas of a node run by one kernel of its own through the backend extension (Dense,
