@@ -69,8 +69,8 @@ fn shapes() -> Vec<(&'static str, Model)> {
     );
     let add_softmax = base(vec![256, 256], vec![add(0, 0), softmax(1)]);
     let many_nodes = base(vec![4], (0..256).map(clamp).collect());
-    // The slowest node kinds at their smallest: per-node overhead (`KERNEL_NODE` for Add and
-    // Dense, one kernel call each; `NODE` for Concat, several burn tensor operations).
+    // The slowest node kinds at their smallest: per-node overhead (`KERNEL_NODE`, one kernel
+    // call each; Concat's further call per input is charged as its elements).
     let tiny_adds = base(vec![1], (0..256).map(|i| add(i, i)).collect());
     let unit = Scale {
         mult: 1 << 30,

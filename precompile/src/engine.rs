@@ -3,11 +3,11 @@
 //! int8 matrix kernel (`gemm/`) with requantization fused, pooling as a direct loop over
 //! each window's positions inside the map, and the elementwise, reduction, normalization,
 //! lookup, layout and tree operators as one pass each, all inside burn through the backend
-//! extension (`host.rs`), which lends them activations in place; only Concat joins its
-//! inputs with a burn tensor operation. No kernel materialises padding beyond what gas
-//! (`cost.rs`) counts. Nothing here depends on thread count or CPU (an inference runs on the
-//! calling thread alone): integer sums are exact in any order, and validation proves that
-//! none of them can overflow.
+//! extension (`host.rs`), which lends them activations in place (Concat writes each input
+//! into its place in the joined output, one call per input). No kernel materialises padding
+//! beyond what gas (`cost.rs`) counts. Nothing here depends on thread count or CPU (an
+//! inference runs on the calling thread alone): integer sums are exact in any order, and
+//! validation proves that none of them can overflow.
 //!
 //! Requantization is one int64 function ([`mbq_wide`]) shared by every kernel; the scalar
 //! reference computes the same in int32 with gemmlowp's primitives (`quant.rs`), and the

@@ -56,20 +56,18 @@ pub const PREPARE_ELEM_MILLI: u64 = 100;
 /// Later uses of the same model in the same transaction (tracked in transient storage).
 pub const LOAD_WARM: u64 = 100;
 
-/// Per inference: fixed cost, plus per node (`Op::NODE_GAS`: `NODE` for Concat, built from
-/// several burn tensor operations, priced on the slowest burn node at its smallest;
-/// `KERNEL_NODE` for one kernel call), per MAC and per element the engine writes (`cost.rs`;
-/// the last two in milligas). `MAC_MILLI` = 3 is set by the slowest MACs the int8 kernel
-/// performs: one row through ~16 MB of Dense weights streams every weight from memory once
-/// per inference, measured at 27 ns per gas at 2 milligas (~18 at 3); products whose
-/// operands stay in cache run at 30–46 GMAC/s (7–11 ps per MAC, 2–4 ns per gas on their
-/// MACs).
+/// Per inference: fixed cost, plus per node (`KERNEL_NODE`), per MAC and per element the
+/// engine writes (`cost.rs`; the last two in milligas). `MAC_MILLI` = 3 is set by the
+/// slowest MACs the int8 kernel performs: one row through ~16 MB of Dense weights streams
+/// every weight from memory once per inference, measured at 27 ns per gas at 2 milligas (~18
+/// at 3); products whose operands stay in cache run at 30–46 GMAC/s (22–33 ps per MAC, 7–11
+/// ns per gas on their MACs).
 pub const INFER_BASE: u64 = 1_000;
-pub const NODE: u64 = 2_500;
-/// Fixed gas of a node run by one kernel of its own through the backend extension (Dense,
-/// Conv, MatMul on the int8 matrix kernel; the pools; the elementwise, reduction,
-/// normalization, lookup, layout and tree kernels): one call, its operand and output
-/// allocations; measured on 256 chained one-element nodes of each kind (`benches/benches/gas.rs`,
+/// Fixed gas of a node: every operator runs as one kernel of its own through the backend
+/// extension (Dense, Conv, MatMul on the int8 matrix kernel; the pools; the elementwise,
+/// reduction, normalization, lookup, layout and tree kernels; Concat's further calls, one per
+/// input, are charged as its elements): one call, its operand and output allocations;
+/// measured on 256 chained one-element nodes of each kind (`benches/benches/gas.rs`,
 /// `256_tiny_*`, and the search's chains: 3–8 ns per gas).
 pub const KERNEL_NODE: u64 = 100;
 pub const MAC_MILLI: u64 = 3;
@@ -97,7 +95,10 @@ pub fn prepare(a: &Analysis) -> u64 {
 /// Gas of one inference (without the model load and the call's own I/O).
 pub fn inference(m: &ValidModel) -> u64 {
     let a = m.analysis();
-    INFER_BASE + a.node_gas + milli(a.total.macs, MAC_MILLI) + milli(a.total.elems, ELEM_MILLI)
+    INFER_BASE
+        + KERNEL_NODE * a.costs.len() as u64
+        + milli(a.total.macs, MAC_MILLI)
+        + milli(a.total.elems, ELEM_MILLI)
 }
 
 /// Gas of one `infer` call with a cold model, as `modelInfo` reports it: what a caller

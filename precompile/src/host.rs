@@ -1,10 +1,10 @@
 //! The engine's own kernels, run inside burn as a backend extension (`#[backend_extension]`,
 //! burn 0.22): the ndarray backend lends a kernel its input activations in place — no
 //! `into_data` copy — and wraps the returned values as the output tensor without copying.
-//! Every operator but Concat (whose join is `Tensor::cat`) passes its kernel as a closure:
-//! one call per node, whatever the kernel does. Concat would need an n-ary kernel: burn
-//! 0.22.1's macro accepts a `Vec<IntTensor<Self>>` argument in the trait, but its dispatch
-//! glue hands the backend the `Vec` of dispatch tensors unconverted, which does not compile.
+//! Every operator passes its kernel as a closure: one call per node, whatever the kernel
+//! does — except Concat, whose n inputs take one call each ([`visit`]): an n-ary kernel does
+//! not compile (burn 0.22.1's macro accepts a `Vec<IntTensor<Self>>` argument in the trait,
+//! but its dispatch glue hands the backend the `Vec` of dispatch tensors unconverted).
 #![allow(deprecated)] // burn marks ndarray as deprecated in favour of `flex`; we need ndarray
 
 use burn::backend::backend_extension;
@@ -71,4 +71,14 @@ pub fn binary(a: &EngineTensor, b: &EngineTensor, kernel: &Binary<'_>) -> Engine
         b.clone().into_dispatch(),
         kernel,
     ))
+}
+
+/// Runs `visit` on the values of activation `x` through the extension, for a kernel that
+/// writes into a buffer of its own rather than returning a tensor (Concat: each input into
+/// its blocks of the joined output). The extension's result, an empty tensor, is dropped.
+pub fn visit(x: &EngineTensor, visit: &dyn Fn(&[i64])) {
+    unary(x, &|values| {
+        visit(values);
+        Vec::new()
+    });
 }

@@ -26,8 +26,6 @@ pub struct Analysis {
     /// Cost of every node.
     pub costs: Vec<Cost>,
     pub total: Cost,
-    /// Fixed gas of running every node (Σ `Op::NODE_GAS`).
-    pub node_gas: u64,
     /// Elements of the kernel operands preparing the model packs (Σ `Op::prepared_elems`).
     pub prepared: u64,
     /// Weights, biases and tables: the stored parameters.
@@ -425,7 +423,6 @@ impl Validator {
             activations: numel(input_shape),
             a: Analysis {
                 total: Cost::default(),
-                node_gas: 0,
                 prepared: 0,
                 params: 0,
                 costs: Vec::new(),
@@ -455,7 +452,6 @@ impl Validator {
         let cost = n.cost(&a.shapes, &shape);
         a.total.macs += cost.macs;
         a.total.elems += cost.elems;
-        a.node_gas += n.node_gas();
         a.prepared += n.prepared_elems();
         a.params += params;
         self.activations += out_elems;

@@ -2,27 +2,33 @@
 //! requantized exactly to the output's scale and zero point,
 //! `y = clamp(MBQ(x − zp(x), requant) + zero_point, −128, 127)` (a requant of `(2^30, 1)` with
 //! equal zero points copies), so branches with different scales join without float.
+//!
+//! The engine writes each input, requantized, straight into its blocks of the joined output:
+//! one kernel call per input through the backend extension ([`host::visit`]), no per-input
+//! tensor and no `Tensor::cat`.
+
+use std::cell::RefCell;
 
 use super::layer::put_scale;
-use super::layout;
 use super::{Checked, Ctx, Op};
 use crate::codec::Reader;
 use crate::cost::Cost;
-use crate::engine::{EngineTensor, Rescale, T};
+use crate::engine::{self, EngineTensor, Rescale, WIDE};
 use crate::error::{Code, ModelError};
+use crate::host;
 use crate::model::{Requant, Scale, TensorId};
 use crate::quant::mbq;
 use crate::validate::{check_requant, checked_elems, numel, requant_bound};
 
 const TAG: u8 = 0x0E;
 
-/// Passes per output element: the zero point, 14 of `MBQ`, the output zero point and clamp,
-/// the concatenation and the flattened output (as Add counts its rescales), with a margin.
-pub const CONCAT_PASSES: u64 = 21;
-/// Elements charged per input for its own requantization (about 20 tensor operations, as a
-/// small Add node): measured ~10 µs per one-element input (`benches/benches/search.rs`, 256
-/// Concats of 255 one-element inputs), so 4096 elements (819 gas) per input.
-pub const CONCAT_INPUT_ELEMS: u64 = 4096;
+/// Passes per output element: the zeroed output buffer, then the read, requantization, clamp
+/// and write of the value into its block (what the other kernels charge per output they
+/// requantize).
+pub const CONCAT_PASSES: u64 = 5;
+/// Elements charged per input for its own kernel call (dispatch, the lent input, the empty
+/// result): one `KERNEL_NODE` (100 gas) each, as if every input were a node of its own.
+pub const CONCAT_INPUT_ELEMS: u64 = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Concat {
@@ -40,8 +46,6 @@ pub struct Prepared {
 impl Op for Concat {
     const TAGS: &'static [u8] = &[TAG];
     type Prepared = Prepared;
-    /// Its join is `Tensor::cat` and the reshapes around it, not one kernel call.
-    const NODE_GAS: u64 = crate::gas::NODE;
 
     fn name(&self) -> &'static str {
         "Concat"
@@ -181,22 +185,29 @@ impl Op for Concat {
 
     fn run(p: &Prepared, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let c = &p.concat;
-        let parts: Vec<T<4>> = c
-            .inputs
-            .iter()
-            .zip(&p.requants)
-            .map(|(&(id, _), &rq)| {
-                let (zx, zy) = (cx.zp(id) as i64, c.zero_point as i64);
-                let y = crate::host::unary(cx.value(id), &|x| {
-                    x.iter()
-                        .map(|&v| (rq.apply(v - zx) + zy).clamp(-128, 127))
-                        .collect()
-                });
-                y.reshape(layout::dims4(cx.shape(id)))
-            })
-            .collect();
-        let axis = 4 - cx.out_shape().len() + c.axis as usize;
-        T::cat(parts, axis).flatten(0, 3)
+        let axis = c.axis as usize;
+        let out_shape = cx.out_shape();
+        let len = numel(out_shape) as usize;
+        // Output elements of one outer index: every input's block, side by side.
+        let row: usize = out_shape[axis..].iter().map(|&d| d as usize).product();
+        let out = RefCell::new(vec![0i64; len]);
+        let mut offset = 0;
+        for (&(id, _), &rq) in c.inputs.iter().zip(&p.requants) {
+            let block: usize = cx.shape(id)[axis..].iter().map(|&d| d as usize).product();
+            let (zx, zy) = (cx.zp(id) as i64, c.zero_point as i64);
+            host::visit(cx.value(id), &|x| {
+                let mut y = out.borrow_mut();
+                for o in 0..len / row {
+                    let src = &x[o * block..(o + 1) * block];
+                    let dst = &mut y[o * row + offset..o * row + offset + block];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = (rq.apply(v - zx) + zy).clamp(-128, 127);
+                    }
+                }
+            });
+            offset += block;
+        }
+        engine::tensor(out.into_inner(), [len], WIDE)
     }
 }
 

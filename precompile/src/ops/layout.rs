@@ -1,13 +1,7 @@
 //! Row-major layout helpers for the operators that move elements (Transpose, Slice, Pad,
-//! Concat, Resize): strides and index walks for the scalar references, the rank-4 view the
+//! Resize): strides and index walks for the scalar references, the rank-4 view the
 //! engine kernels work in (every tensor has rank ≤ 4; leading axes of size 1 are added), and
 //! the engine's one copy kernel for them, [`gather4`].
-
-/// Elements charged per element Concat copies out of a strided view (its inputs joined along
-/// an inner axis by burn): ndarray walks such copies element by element against the
-/// source's strides, measured up to ~50 ns per element on the reference machine
-/// (`benches/benches/search.rs`, layout family), so 20 (4 gas).
-pub const MOVE_PASSES: u64 = 20;
 
 /// Elements charged per output element of [`gather4`] (Transpose, Slice, Pad, Resize): the
 /// offset sum, the read (a cache miss per element when the innermost axis jumps, as a

@@ -99,11 +99,6 @@ pub trait Op: Sized {
     const TAGS: &'static [u8];
     /// Prepared state the engine keeps for the node (weights as tensors, tables).
     type Prepared;
-    /// Fixed gas of running one node of this kind (dispatch, allocation), on top of its
-    /// MACs and elements (SPEC §7): `gas::KERNEL_NODE` for an operator run as one kernel call
-    /// through the backend extension (`host.rs`); `gas::NODE` for one built from several burn
-    /// tensor operations (Concat), each with a fixed overhead.
-    const NODE_GAS: u64 = crate::gas::KERNEL_NODE;
 
     /// Name in errors and `myelin inspect`.
     fn name(&self) -> &'static str;
@@ -242,13 +237,6 @@ macro_rules! operators {
             pub fn prepared_elems(&self) -> u64 {
                 match self {
                     $(Node::$variant(op) => op.prepared_elems(),)*
-                }
-            }
-
-            /// Fixed gas of running the node (`Op::NODE_GAS`).
-            pub fn node_gas(&self) -> u64 {
-                match self {
-                    $(Node::$variant(_) => <$ty as Op>::NODE_GAS,)*
                 }
             }
 
