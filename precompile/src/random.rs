@@ -191,8 +191,8 @@ fn random_node(rng: &mut Rng, cur: TensorId, shape: &[u32], shapes: &[Vec<u32>])
 /// A node of kind `op` reading tensor `cur`: 0–2 convolution, 3 pooling, falling back to
 /// Dense when the shape does not allow them; 4 Clamp, 5 Lut, 6 Add, 7 Softmax, 8–9 Reshape;
 /// 10 Transpose, 11 Slice, 12 Pad, 13 Concat, 14 Mul, 15 Sub, 16 ReduceSum, 17 ReduceMax,
-/// 18 Resize, 19 MatMul, 20 LayerNorm, 21 TreeEnsemble, falling back to a Reshape when the shape does not
-/// allow them.
+/// 18 Resize, 19 MatMul, 20 LayerNorm, 21 TreeEnsemble, falling back to a Reshape when the
+/// shape does not allow them.
 /// [`model`] draws kinds 0–9 only, so seeds keep the models they always made.
 fn node_of_kind(
     rng: &mut Rng,
