@@ -248,6 +248,10 @@ fn families() -> Vec<Family> {
                 &[1, 1, 1, 256],
                 &[M, 1, 1, 1],
                 &[1024, 1024, 1, 1],
+                // Weights beyond the caches, streamed once per inference (`STREAM_MILLI`):
+                // one row, and 5 rows (two row tiles) over panels larger than L2.
+                &[1, 4000, 4000, 1],
+                &[5, 200_000, 80, 1],
             ],
             build: |k, rng| {
                 let [rows, kk, n, nodes] = k[..4] else {

@@ -56,12 +56,17 @@ pub const PREPARE_ELEM_MILLI: u64 = 100;
 /// Later uses of the same model in the same transaction (tracked in transient storage).
 pub const LOAD_WARM: u64 = 100;
 
-/// Per inference: fixed cost, plus per node (`KERNEL_NODE`), per MAC and per element the
-/// engine writes (`cost.rs`; the last two in milligas). `MAC_MILLI` = 3 is set by the
-/// slowest MACs the int8 kernel performs: one row through ~16 MB of Dense weights streams
-/// every weight from memory once per inference, measured at 27 ns per gas at 2 milligas (~18
-/// at 3); products whose operands stay in cache run at 30–46 GMAC/s (22–33 ps per MAC, 7–11
-/// ns per gas on their MACs).
+/// Per inference: fixed cost, plus per node (`KERNEL_NODE`), per MAC, per streamed weight
+/// and per element the engine writes (`cost.rs`; the last three in milligas).
+///
+/// `MAC_MILLI` = 2 (500 MACs per gas) is what the int8 kernel's products cost where their
+/// operands come from cache: 30–80 GMAC/s measured (12–33 ps per MAC, 6–17 ns per gas).
+/// A Dense layer too large for the caches is bound by memory instead: one row through ~16 MB
+/// of weights streams every weight once per inference, measured at 27 ns per gas when its
+/// MACs alone paid 2 milligas. `STREAM_MILLI` = 1 per packed weight (`Op::streamed_elems`)
+/// pays that stream, so a one-row layer pays 3 milligas per weight (~18 ns per gas there) and
+/// a layer of `M` rows `2 + 1/M` per MAC. The two are summed before rounding up, so a model
+/// of one-row Dense layers costs exactly what it did at 3 milligas per MAC.
 pub const INFER_BASE: u64 = 1_000;
 /// Fixed gas of a node: every operator runs as one kernel of its own through the backend
 /// extension (Dense, Conv, MatMul on the int8 matrix kernel; the pools; the elementwise,
@@ -70,7 +75,8 @@ pub const INFER_BASE: u64 = 1_000;
 /// measured on 256 chained one-element nodes of each kind (`benches/benches/gas.rs`,
 /// `256_tiny_*`, and the search's chains: 3–8 ns per gas).
 pub const KERNEL_NODE: u64 = 100;
-pub const MAC_MILLI: u64 = 3;
+pub const MAC_MILLI: u64 = 2;
+pub const STREAM_MILLI: u64 = 1;
 pub const ELEM_MILLI: u64 = 200;
 
 fn milli(units: u64, milligas: u64) -> u64 {
@@ -95,9 +101,12 @@ pub fn prepare(a: &Analysis) -> u64 {
 /// Gas of one inference (without the model load and the call's own I/O).
 pub fn inference(m: &ValidModel) -> u64 {
     let a = m.analysis();
+    // MACs and streamed weights share one rounding (SPEC §7).
+    let products = (a.total.macs.saturating_mul(MAC_MILLI))
+        .saturating_add(a.streamed.saturating_mul(STREAM_MILLI));
     INFER_BASE
         + KERNEL_NODE * a.costs.len() as u64
-        + milli(a.total.macs, MAC_MILLI)
+        + products.div_ceil(1000)
         + milli(a.total.elems, ELEM_MILLI)
 }
 

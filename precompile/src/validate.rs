@@ -28,6 +28,8 @@ pub struct Analysis {
     pub total: Cost,
     /// Elements of the kernel operands preparing the model packs (Σ `Op::prepared_elems`).
     pub prepared: u64,
+    /// Elements of prepared kernel operands every inference streams (Σ `Op::streamed_elems`).
+    pub streamed: u64,
     /// Weights, biases and tables: the stored parameters.
     pub params: u64,
 }
@@ -424,6 +426,7 @@ impl Validator {
             a: Analysis {
                 total: Cost::default(),
                 prepared: 0,
+                streamed: 0,
                 params: 0,
                 costs: Vec::new(),
                 zero_points: vec![tensor_quant.map_or(0, |q| q.zero_point)],
@@ -453,6 +456,7 @@ impl Validator {
         a.total.macs += cost.macs;
         a.total.elems += cost.elems;
         a.prepared += n.prepared_elems();
+        a.streamed += n.streamed_elems();
         a.params += params;
         self.activations += out_elems;
         a.costs.push(cost);

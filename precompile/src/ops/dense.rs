@@ -102,6 +102,11 @@ impl Op for Dense {
         packed_len(k, self.out_features as u64)
     }
 
+    /// The packed weights: every inference streams all of them through the kernel.
+    fn streamed_elems(&self) -> u64 {
+        self.prepared_elems()
+    }
+
     /// The input's rows minus the zero point (the kernel's left operand), the product with
     /// the packed weights and the fused epilogue, both padded to whole panels.
     fn cost(&self, shapes: &[Vec<u32>], _: &[u32]) -> Cost {

@@ -137,6 +137,13 @@ pub trait Op: Sized {
     fn prepared_elems(&self) -> u64 {
         0
     }
+    /// Elements of its prepared kernel operands that every inference streams through the
+    /// kernel again (SPEC §7, `STREAM_MILLI`): Dense's packed weights, each read once per
+    /// inference and, for a layer larger than the caches, from memory. A convolution's
+    /// weights are read once per 16 output positions, which its MACs (8 per byte) pay for.
+    fn streamed_elems(&self) -> u64 {
+        0
+    }
     /// Its static cost (SPEC §5): every element the engine writes for it, and its MACs.
     fn cost(&self, shapes: &[Vec<u32>], out: &[u32]) -> Cost;
 
@@ -237,6 +244,12 @@ macro_rules! operators {
             pub fn prepared_elems(&self) -> u64 {
                 match self {
                     $(Node::$variant(op) => op.prepared_elems(),)*
+                }
+            }
+
+            pub fn streamed_elems(&self) -> u64 {
+                match self {
+                    $(Node::$variant(op) => op.streamed_elems(),)*
                 }
             }
 
