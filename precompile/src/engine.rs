@@ -1,7 +1,7 @@
 //! The inference engine: the spec's integer semantics on burn's ndarray backend with Int
 //! tensors. Matrix products (Dense, convolutions over an im2col matrix, MatMul) run on the
-//! int8 matrix kernel (`gemm/`) with requantization fused, pooling as a direct loop over
-//! each window's positions inside the map, and the elementwise, reduction, normalization,
+//! int8 matrix kernel (`gemm/`) with requantization fused, pooling as a separable fold over
+//! the window positions inside the map, and the elementwise, reduction, normalization,
 //! lookup, layout and tree operators as one pass each, all inside burn through the backend
 //! extension (`host.rs`), which lends them activations in place (Concat writes each input
 //! into its place in the joined output, one call per input). No kernel materialises padding

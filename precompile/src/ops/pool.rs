@@ -1,6 +1,6 @@
 //! MaxPool2d and AvgPool2d (SPEC §3.5, tags 0x04 and 0x05) over a `[C, H, W]` map; the
-//! output keeps the input's quantization. Both share the window loop that never materialises
-//! padding.
+//! output keeps the input's quantization. Both share one separable kernel that never
+//! materialises padding.
 
 use std::ops::Range;
 
@@ -54,8 +54,9 @@ fn output_shape(
 pub const AVG_DIVIDE_ELEMS: u64 = 6;
 
 /// The input, read in place (one element each, for a copy if it is not contiguous); per
-/// output, a direct loop over the window's positions inside the map (at most min(KH, H) ·
-/// min(KW, W)) and `per_output` more; the output written and handed to burn.
+/// output, the window's positions inside the map (at most min(KH, H) · min(KW, W), which
+/// bounds both passes of the separable kernel) and `per_output` more; the output written and
+/// handed to burn.
 fn cost(input: &[u32], window: &Window, out: &[u32], per_output: u64) -> Cost {
     let [_, h, w] = chw(input);
     let inside = (window.kernel[0] as u64).min(h) * (window.kernel[1] as u64).min(w);
@@ -81,40 +82,66 @@ fn windows(win: &Window, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> [Vec<Range
     [clip(oh, h, 0), clip(ow, w, 1)]
 }
 
-/// Pools the map of `input` with a direct loop over each window's positions inside the map
-/// (the padding is never materialised, so a huge window or padding costs only what it
-/// covers). `reduce(plane, rows, cols)` folds one clipped window of one channel.
+/// The column ranges some window covers, merged where they overlap or touch (`cols` is in
+/// increasing order): folding only these keeps a stride that skips columns from paying for
+/// them.
+fn covered(cols: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = Vec::new();
+    for c in cols {
+        match spans.last_mut() {
+            Some(last) if c.start <= last.end => last.end = last.end.max(c.end),
+            _ => spans.push(c.clone()),
+        }
+    }
+    spans
+}
+
+/// Pools the map of `input` separably, never materialising padding: for each output row, its
+/// window rows are folded column by column over the covered columns (whole contiguous rows,
+/// vectorisable), then each output folds its window's columns of that folded row and
+/// `finish(folded, positions)` gives its value. Both passes do at most the window positions
+/// gas counts per output row; a tall window no longer walks a new cache line per position (a
+/// 1023×4 window over 1024×1024 ran at 16 ns/gas as a direct loop). `fold` is associative and
+/// exact (max, or an int64 sum that cannot overflow), so the order changes nothing.
 fn run_engine(
     cx: &Ctx<'_, EngineTensor>,
     input: TensorId,
     win: &Window,
-    reduce: impl Fn(&[i64], usize, Range<usize>, Range<usize>) -> i64,
+    fold: impl Fn(i64, i64) -> i64,
+    finish: impl Fn(i64, usize) -> i64,
 ) -> EngineTensor {
     let [ch, h, w] = chw_usize(cx.shape(input));
     let [_, oh, ow] = chw_usize(cx.out_shape());
     let [rows, cols] = windows(win, [h, w], [oh, ow]);
+    let spans = covered(&cols);
     // Through the backend extension: the map is read in place, not copied out of burn.
     crate::host::unary(cx.value(input), &|x| {
         let mut y = Vec::with_capacity(ch * oh * ow);
+        let mut folded = vec![0i64; w];
         for plane in x.chunks(h * w) {
             for r in &rows {
+                for s in &spans {
+                    let row = |i: usize| &plane[i * w + s.start..i * w + s.end];
+                    let acc = &mut folded[s.clone()];
+                    acc.copy_from_slice(row(r.start));
+                    for i in r.start + 1..r.end {
+                        for (a, &v) in acc.iter_mut().zip(row(i)) {
+                            *a = fold(*a, v);
+                        }
+                    }
+                }
                 for c in &cols {
-                    y.push(reduce(plane, w, r.clone(), c.clone()));
+                    let v = folded[c.clone()]
+                        .iter()
+                        .copied()
+                        .reduce(&fold)
+                        .unwrap_or_else(|| unreachable!("every window overlaps the map"));
+                    y.push(finish(v, r.len() * c.len()));
                 }
             }
         }
         y
     })
-}
-
-/// The positions of a clipped window in one plane of width `w`.
-fn positions(
-    plane: &[i64],
-    w: usize,
-    rows: Range<usize>,
-    cols: Range<usize>,
-) -> impl Iterator<Item = &i64> {
-    rows.flat_map(move |y| plane[y * w + cols.start..y * w + cols.end].iter())
 }
 
 /// SPEC §3.5 one window position at a time: `Some(v)` inside the map, `None` in the padding.
@@ -214,12 +241,7 @@ impl Op for MaxPool {
     }
 
     fn run(p: &MaxPool, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
-        run_engine(cx, p.input, &p.window, |plane, w, rows, cols| {
-            positions(plane, w, rows, cols)
-                .copied()
-                .max()
-                .unwrap_or_else(|| unreachable!("every window overlaps the map"))
-        })
+        run_engine(cx, p.input, &p.window, i64::max, |max, _| max)
     }
 }
 
@@ -308,16 +330,21 @@ impl Op for AvgPool {
     fn run(p: &AvgPool, cx: &Ctx<'_, EngineTensor>) -> EngineTensor {
         let kk = p.window.kernel[0] as i64 * p.window.kernel[1] as i64;
         let z = cx.zp(p.input) as i64;
-        run_engine(cx, p.input, &p.window, |plane, w, rows, cols| {
-            let inside = (rows.len() * cols.len()) as i64;
-            let sum: i64 = positions(plane, w, rows, cols).sum();
-            // Padded positions hold the zero point when they count.
-            if p.count_include_pad {
-                div_round(sum + z * (kk - inside), kk)
-            } else {
-                div_round(sum, inside)
-            }
-        })
+        run_engine(
+            cx,
+            p.input,
+            &p.window,
+            |a, b| a + b,
+            |sum, inside| {
+                let inside = inside as i64;
+                // Padded positions hold the zero point when they count.
+                if p.count_include_pad {
+                    div_round(sum + z * (kk - inside), kk)
+                } else {
+                    div_round(sum, inside)
+                }
+            },
+        )
     }
 }
 
@@ -373,6 +400,33 @@ mod tests {
             ] {
                 check(model(vec![2, 3, 4], vec![node]));
             }
+        }
+    }
+
+    /// The separable kernel folds only the columns some window covers: disjoint windows (a
+    /// stride past the kernel) stay apart, overlapping and touching ones merge.
+    #[test]
+    fn covered_columns_merge_only_where_windows_meet() {
+        assert_eq!(covered(&[0..2, 5..7, 10..12]), vec![0..2, 5..7, 10..12]);
+        assert_eq!(covered(&[0..3, 1..4, 2..5]), vec![0..5]);
+        assert_eq!(covered(&[0..2, 2..4, 6..8]), vec![0..4, 6..8]);
+        // Checked on maps where it matters: skipped columns and tall, narrow windows.
+        for (kernel, stride, pads) in [([1, 1], [1, 3], [0; 4]), ([4, 1], [1, 2], [3, 0, 3, 0])] {
+            let win = window(kernel, stride, pads);
+            check(model(
+                vec![2, 5, 9],
+                vec![
+                    Node::MaxPool(MaxPool {
+                        input: 0,
+                        window: win,
+                    }),
+                    Node::AvgPool(AvgPool {
+                        input: 0,
+                        window: win,
+                        count_include_pad: pads != [0; 4],
+                    }),
+                ],
+            ));
         }
     }
 
